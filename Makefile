@@ -1,0 +1,38 @@
+# svcnet: `make run` starts a one-node cluster, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DATA   ?= ./data
+
+.PHONY: run test lint unit bench clean venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/svcnet up --data-dir $(DATA)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: $(VENV)/.installed-test
+	$(VENV)/bin/pytest -q
+
+test: lint unit
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/api/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,88 @@
+"""``svcnet`` command line: argument parsing and wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from svcnet.cli import supervisor
+
+DEFAULT_DATA_DIR = Path(os.environ.get("SVCNET_DATA_DIR", "./data"))
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="state, credentials and kubeconfig live here (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svcnet", description=(
+        "Kubernetes Service networking: an API server, controllers, DNS and proxies that "
+        "the real kubectl drives."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start a one-node cluster")
+    _add_common(up)
+    up.add_argument("--api-port", type=int, default=6443)
+    up.add_argument("--dns-port", type=int, default=0,
+                    help="host loopback port for the cluster DNS (0: none)")
+    up.add_argument("--runtime", choices=("netns", "process"), default=None,
+                    help="pod runtime (default: netns as root on Linux, else process)")
+    up.add_argument("--proxy-mode", default="userspace",
+                    choices=("userspace", "iptables", "nftables", "ipvs"))
+    up.add_argument("--service-cidr", default="10.96.0.0/12")
+    up.add_argument("--detach", action="store_true",
+                    help="run in the background; stop with `svcnet down`")
+
+    down = sub.add_parser("down", help="stop a cluster started with --detach")
+    _add_common(down)
+
+    api = sub.add_parser("apiserver", help="run the API server alone")
+    _add_common(api)
+    api.add_argument("--port", type=int, default=6443)
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--service-cidr", default="10.96.0.0/12")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _install_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_apiserver(args: argparse.Namespace) -> int:
+    from svcnet.apiserver.server import APIServerConfig, serve
+    _install_loop()
+    cfg = APIServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
+                          service_cidr=args.service_cidr)
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command == "apiserver":
+        return run_apiserver(args)
+    if args.command == "up":
+        return supervisor.up(args)
+    if args.command == "down":
+        return supervisor.down(args.data_dir.resolve())
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
