@@ -8,6 +8,7 @@ the write fails or the Service goes away.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
 from collections.abc import Iterable
@@ -77,10 +78,8 @@ class IPAllocator:
         raise AllocationError("range is full")
 
     def release(self, ip: str) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._used.discard(int(ipaddress.ip_address(ip)))
-        except ValueError:
-            pass
 
     def is_allocated(self, ip: str) -> bool:
         try:
@@ -165,10 +164,8 @@ class ServiceAllocator:
                 if self.ips.contains(ip) and not self.ips.is_allocated(ip):
                     self.ips.allocate(ip)
             for p in _node_ports(svc):
-                try:
+                with contextlib.suppress(AllocationError):
                     self.ports.allocate(p)
-                except AllocationError:
-                    pass
 
     def assign(self, svc: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, Any]]:
         """Fill in clusterIP(s) and nodePorts of ``svc`` (mutated in place), keeping the

@@ -196,7 +196,7 @@ class APIServerApp:
             if m == "DELETE" and not rr.subresource:
                 return await self._delete(request, rr)
         raise errors.method_not_allowed(
-            f"the server does not allow this method on the requested resource")
+            "the server does not allow this method on the requested resource")
 
     def _discovery_or_404(self, path: str) -> web.Response:
         parts = [p for p in path.split("/") if p]
@@ -275,7 +275,7 @@ class APIServerApp:
 
     async def _list(self, request: web.Request, rr: ResourceRequest) -> web.Response:
         r = rr.resource
-        items, rv, token = await self.registry.list(r, rr.namespace, self._list_opts(request))
+        items, rv, token = await self.registry.list_objects(r, rr.namespace, self._list_opts(request))
         if wants_table(request.headers.get("Accept", "")):
             table = printing.to_table(r.resource, r.group, items, self._now(),
                                       include_object=self._include(request),

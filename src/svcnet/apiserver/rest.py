@@ -15,7 +15,7 @@ import copy
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,7 @@ class Registry:
         self.allocator = allocator
         self.clock: Clock = clock or (lambda: dt.datetime.now(dt.UTC))
         # Called with a namespace name when it starts terminating (content clean-up).
-        self.on_namespace_terminating: Callable[[str], Awaitable[None]] | None = None
+        self.on_namespace_terminating: Callable[[str], Coroutine[Any, Any, None]] | None = None
 
     def now(self) -> str:
         return objects.format_time(self.clock())
@@ -115,7 +115,7 @@ class Registry:
         except store_base.KeyNotFound:
             raise errors.not_found(r.resource, r.group, name) from None
 
-    async def list(self, r: ResourceInfo, ns: str | None, opts: ListOptions
+    async def list_objects(self, r: ResourceInfo, ns: str | None, opts: ListOptions
                    ) -> tuple[list[Obj], str, str]:
         """Matching items, the list's resourceVersion and a continue token ("" if none)."""
         label_sel = selectors.parse_label_selector(opts.label_selector)
@@ -188,6 +188,7 @@ class Registry:
         fresh: list[tuple[str, Any]] = []
         if r is SERVICES:
             fresh = self.allocator.assign(obj, None)
+            defaulting.default_ip_families(obj)
         try:
             if opts.dry_run:
                 await self._check_absent(r, ns, m["name"])
@@ -269,7 +270,7 @@ class Registry:
         if r.has_status and r.resource not in ("nodes", "namespaces"):
             obj["status"] = {}
         if r.resource == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+            obj["status"] = {"phase": "Pending", "qosClass": defaulting.pod_qos_class(obj)}
             spec = obj.setdefault("spec", {})
             spec.setdefault("serviceAccountName", "default")
             spec.setdefault("serviceAccount", spec["serviceAccountName"])
@@ -368,11 +369,9 @@ class Registry:
                                             opts.force, self.now())
             res = await self.create(r, ns, created_obj, opts)
             return res
-        api_version = r.api_version
-
         def mutate(cur: Obj) -> Obj:
             return patch.apply_patch(cur, applied, r.kind, opts.field_manager, opts.force,
-                                     self.now(), api_version)
+                                     self.now())
         return await self._write(r, ns, name, mutate, opts, subresource, None, [],
                                  operation="Apply")
 
@@ -420,6 +419,7 @@ class Registry:
             new = self._merge_update(r, cur, cand, subresource, opts, operation)
             if r is SERVICES and not subresource:
                 fresh.extend(self.allocator.assign(new, cur))
+                defaulting.default_ip_families(new)
             self._validate(r, new, cur)
             if objects.strip_for_compare(new) == objects.strip_for_compare(cur):
                 result["unchanged"] = cur
@@ -568,7 +568,7 @@ class Registry:
 
     async def delete_collection(self, r: ResourceInfo, ns: str | None, lopts: ListOptions,
                                 options: Obj, opts: WriteOptions) -> list[Obj]:
-        items, _, _ = await self.list(r, ns, lopts)
+        items, _, _ = await self.list_objects(r, ns, lopts)
         out = []
         for obj in items:
             m = obj.get("metadata") or {}

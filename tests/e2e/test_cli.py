@@ -1,0 +1,75 @@
+"""``svcnet up`` / ``svcnet down`` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from svcnet.cli.supervisor import wait_ready
+from svcnet.testing.cluster import free_port
+
+
+def svcnet(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "svcnet.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def kubectl(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    home = tempfile.mkdtemp(prefix="svcnet-home-")
+    env = {**os.environ, "HOME": home, "KUBECONFIG": str(data / "kubeconfig")}
+    return subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_up_detach_down_keeps_state(tmp_path: Path) -> None:
+    data, port = tmp_path / "d", free_port()
+    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+    try:
+        assert res.returncode == 0, res.stderr
+        assert f"export KUBECONFIG={data / 'kubeconfig'}" in res.stdout
+        assert kubectl(data, "create", "namespace", "kept").returncode == 0
+        again = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+        assert again.returncode == 1 and "already running" in again.stderr
+    finally:
+        down = svcnet("down", "--data-dir", str(data))
+    assert down.returncode == 0, down.stderr
+    assert not (data / "svcnet.pid").exists()
+    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+    try:
+        assert res.returncode == 0, res.stderr
+        out = kubectl(data, "get", "namespace", "kept", "-o", "name")
+        assert out.stdout.strip() == "namespace/kept"
+    finally:
+        svcnet("down", "--data-dir", str(data))
+
+
+def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    data, port = tmp_path / "d", free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "svcnet.cli.main", "up", "--data-dir",
+                             str(data), "--api-port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The CA exists once up has written the kubeconfig; then wait for readiness.
+        for _ in range(100):
+            if (data / "pki" / "ca.crt").exists():
+                break
+            proc.poll()
+            assert proc.returncode is None
+            import time
+            time.sleep(0.1)
+        assert wait_ready(f"https://127.0.0.1:{port}/readyz", data / "pki" / "ca.crt", 60,
+                          None)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+        assert not (data / "svcnet.pid").exists()
+        assert not wait_ready(f"https://127.0.0.1:{port}/readyz", data / "pki" / "ca.crt",
+                              1, None)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
