@@ -170,7 +170,9 @@ class Registry:
     # --- create ------------------------------------------------------------------------
 
     async def create(self, r: ResourceInfo, ns: str | None, body: Any,
-                     opts: WriteOptions) -> WriteResult:
+                     opts: WriteOptions, applied: bool = False) -> WriteResult:
+        """Create an object. ``applied``: the body comes from server-side apply and carries
+        its own managedFields entry."""
         obj = self._decode_body(r, ns, body, opts)
         m = meta(obj)
         if not m.get("name") and m.get("generateName"):
@@ -179,7 +181,7 @@ class Registry:
             raise errors.invalid_object(r.kind, r.group, "", [
                 errors.required("metadata.name", "name or generateName is required")])
         warnings = self._check_fields(r, obj, opts)
-        self._stamp_new(r, obj, opts)
+        self._stamp_new(r, obj, opts, applied)
         obj = defaulting.apply_defaults(r.kind, obj)
         self._prepare_create(r, obj)
         self._validate(r, obj, None)
@@ -252,18 +254,23 @@ class Registry:
                 f"strict decoding error: {listed}")
         return [f'unknown field "{f}"' for f in unknown]
 
-    def _stamp_new(self, r: ResourceInfo, obj: Obj, opts: WriteOptions) -> None:
+    def _stamp_new(self, r: ResourceInfo, obj: Obj, opts: WriteOptions,
+                   applied: bool = False) -> None:
         m = meta(obj)
         for k in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-                  "deletionGracePeriodSeconds", "selfLink", "managedFields"):
+                  "deletionGracePeriodSeconds", "selfLink"):
             m.pop(k, None)
+        if not applied:
+            m.pop("managedFields", None)
         m["uid"] = objects.new_uid()
         m["creationTimestamp"] = self.now()
         if r.tracks_generation:
             m["generation"] = 1
         else:
             m.pop("generation", None)
-        objects.record_manager(obj, opts.field_manager, "Update", r.api_version, self.now())
+        if not applied:
+            objects.record_manager(obj, opts.field_manager, "Update", r.api_version,
+                                   self.now())
 
     def _prepare_create(self, r: ResourceInfo, obj: Obj) -> None:
         """Per-kind PrepareForCreate: user-supplied status is dropped."""
@@ -276,6 +283,8 @@ class Registry:
             spec.setdefault("serviceAccount", spec["serviceAccountName"])
         elif r.resource == "services":
             obj["status"] = {"loadBalancer": {}}
+        elif r.resource == "replicasets":
+            obj["status"] = {"replicas": 0}  # not omitempty upstream; clients require it
         elif r.resource == "namespaces":
             obj["status"] = {"phase": "Active"}
 
@@ -367,8 +376,7 @@ class Registry:
                 raise errors.not_found(r.resource, r.group, name) from None
             created_obj = patch.apply_patch(None, applied, r.kind, opts.field_manager,
                                             opts.force, self.now())
-            res = await self.create(r, ns, created_obj, opts)
-            return res
+            return await self.create(r, ns, created_obj, opts, applied=True)
         def mutate(cur: Obj) -> Obj:
             return patch.apply_patch(cur, applied, r.kind, opts.field_manager, opts.force,
                                      self.now())
@@ -587,10 +595,11 @@ class Registry:
         """Create ``obj`` unless an object of that name exists (built-in objects)."""
         m = meta(obj)
         try:
-            await self.create(r, m.get("namespace"), obj, WriteOptions(field_manager="svcnet"))
-        except errors.APIError as e:
-            if e.code != 409:
-                raise
+            await self.store.get(store_key(r, m.get("namespace"), m["name"]))
+            return
+        except store_base.KeyNotFound:
+            pass
+        await self.create(r, m.get("namespace"), obj, WriteOptions(field_manager="svcnet"))
 
 
 class _DryRunDone(Exception):  # noqa: N818 - control flow out of guaranteed_update
