@@ -395,22 +395,26 @@ class APIServerApp:
         deadline = time.monotonic() + timeout
         pump = watch.EventPump(self.registry.store, prefix, start)
         try:
-            for obj in initial:
-                await resp.write(watch.encode_event("ADDED", obj) if table is None
-                                 else table.encode("ADDED", obj))
+            if initial:
+                await resp.write(b"".join(
+                    watch.encode_event("ADDED", obj) if table is None
+                    else table.encode("ADDED", obj) for obj in initial))
             if send_initial and bookmarks:
                 await resp.write(watch.bookmark(r, start, initial_events_end=True))
             last_rev, last_bookmark = start, time.monotonic()
             tick = min(self.bookmark_interval, 1.0)
-            async for ev in pump.events(tick):
+            async for batch in pump.batches(tick):
                 now = time.monotonic()
                 if now >= deadline:
                     break
-                if ev is not None:
+                chunks = []
+                for ev in batch:
                     last_rev = ev.revision
                     out = watch.translate(ev, flt)
                     if out is not None:
-                        await resp.write(encode(ev.revision, ev.key, out[0], out[1]))
+                        chunks.append(encode(ev.revision, ev.key, out[0], out[1]))
+                if chunks:
+                    await resp.write(b"".join(chunks))
                 if bookmarks and now - last_bookmark >= self.bookmark_interval:
                     last_bookmark = now
                     await resp.write(watch.bookmark(r, last_rev))

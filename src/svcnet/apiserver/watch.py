@@ -122,19 +122,31 @@ class EventPump:
         except BaseException as e:  # delivered to the reader, which ends the stream
             self.queue.put_nowait(e)
 
-    async def events(self, timeout: float) -> AsyncIterator[WatchEvent | None]:
-        """Events as they come; ``None`` when ``timeout`` passes with none (a tick)."""
+    async def batches(self, timeout: float) -> AsyncIterator[list[WatchEvent]]:
+        """Every event queued so far, as one batch (so a busy stream is written with one
+        socket write per wakeup, not one per event); an empty batch when ``timeout``
+        passes with none (a tick)."""
         while True:
             try:
                 item = await asyncio.wait_for(self.queue.get(), timeout)
             except TimeoutError:
-                yield None
+                yield []
                 continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            batch: list[WatchEvent] = []
+            while True:
+                if item is None:
+                    if batch:
+                        yield batch
+                    return
+                if isinstance(item, BaseException):
+                    if batch:
+                        yield batch
+                    raise item
+                batch.append(item)
+                if self.queue.empty():
+                    break
+                item = self.queue.get_nowait()
+            yield batch
 
     async def close(self) -> None:
         self._task.cancel()

@@ -74,7 +74,8 @@ class Preconditions:
 class WatchEvent:
     """One change. ``obj`` is the new value (for DELETED: the last value, with
     ``metadata.resourceVersion`` set to the deleting revision); ``prev`` is the value
-    before the change (None for ADDED)."""
+    before the change (None for ADDED). Events may be shared between watchers:
+    consumers must not mutate ``obj`` or ``prev``."""
 
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     key: str

@@ -44,7 +44,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Literal, NamedTuple, cast
 
@@ -98,6 +98,10 @@ class _Row(NamedTuple):
     type: str
     value: str
     prev: str | None
+
+
+# Decoded watch events kept for sharing between watchers (by revision).
+_EVENT_CACHE_SIZE = 4096
 
 
 class _Signal:
@@ -243,6 +247,7 @@ class SQLiteStorage:
         self._watch_page = watch_page
         self._compact_batch = compact_batch
         self._subs: set[_Subscriber] = set()
+        self._event_cache: OrderedDict[int, WatchEvent] = OrderedDict()
         self._closed = False
         self._conn = self._open(self.path)
         self._rev, self._compacted = self._load_revisions()
@@ -434,7 +439,7 @@ class SQLiteStorage:
                     rows = self._read_log(prefix, last, self._watch_page)
                     for row in rows:
                         last = row.revision
-                        yield _event(row)
+                        yield self._shared_event(row)
                     if len(rows) < self._watch_page:
                         break
                 # Live: rows committed after the last read (older duplicates skipped).
@@ -449,9 +454,22 @@ class SQLiteStorage:
                     if row.revision <= last:
                         continue
                     last = row.revision
-                    yield _event(row)
+                    yield self._shared_event(row)
         finally:
             self._subs.discard(sub)
+
+    def _shared_event(self, row: _Row) -> WatchEvent:
+        """The decoded event for ``row``, decoded once and shared by every watcher (the
+        Storage contract forbids consumers to mutate events). With 100 watchers,
+        decoding per watcher cost 200 ``json.loads`` per write and capped fan-out at a
+        few hundred writes/s; shared, it is one decode per write."""
+        ev = self._event_cache.get(row.revision)
+        if ev is None:
+            ev = _event(row)
+            self._event_cache[row.revision] = ev
+            if len(self._event_cache) > _EVENT_CACHE_SIZE:
+                self._event_cache.popitem(last=False)
+        return ev
 
     def _read_log(self, prefix: str, after: int, limit: int) -> _Rows:
         lo, hi = prefix_range(prefix)
