@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=6443)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--service-cidr", default="10.96.0.0/12")
+    api.add_argument("--compaction-interval", type=float, default=300.0,
+                     help="seconds of history kept for watches resuming from an older "
+                          "resourceVersion (default: %(default)s)")
+    api.add_argument("--bookmark-interval", type=float, default=60.0,
+                     help="seconds between BOOKMARK events on watches that ask for them")
     return parser
 
 
@@ -67,7 +72,9 @@ def run_apiserver(args: argparse.Namespace) -> int:
     from svcnet.apiserver.server import APIServerConfig, serve
     _install_loop()
     cfg = APIServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
-                          service_cidr=args.service_cidr)
+                          service_cidr=args.service_cidr,
+                          compaction_interval=args.compaction_interval,
+                          bookmark_interval=args.bookmark_interval)
     asyncio.run(serve(cfg))
     return 0
 
