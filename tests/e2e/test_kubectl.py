@@ -353,3 +353,23 @@ def test_describe_deployment_and_rollout_edits(apiserver: APIServerProcess) -> N
     assert tpl["spec"]["containers"][0]["image"].endswith(":green")
     assert "kubectl.kubernetes.io/restartedAt" in tpl["metadata"]["annotations"]
     assert d["metadata"]["generation"] == 3
+
+
+def test_service_type_changes_drop_and_allocate(apiserver: APIServerProcess) -> None:
+    ok(apiserver, "create", "service", "nodeport", "morph", "--tcp=80:8080")
+
+    def cols() -> list[str]:
+        return table(ok(apiserver, "get", "svc", "morph"))[1]
+    ip = cols()[2]
+    for patch, want_type, ports in (
+        ('{"spec":{"type":"ClusterIP"}}', "ClusterIP", r"^80/TCP$"),
+        ('{"spec":{"type":"LoadBalancer"}}', "LoadBalancer", r"^80:3\d{4}/TCP$"),
+        ('{"spec":{"type":"ExternalName","externalName":"example.com"}}', "ExternalName",
+         r"^80/TCP$"),
+    ):
+        ok(apiserver, "patch", "svc", "morph", "-p", patch)
+        row = cols()
+        assert row[1] == want_type and re.match(ports, row[4]), row
+        if want_type != "ExternalName":
+            assert row[2] == ip  # the ClusterIP is kept across type changes
+    assert cols()[2:4] == ["<none>", "example.com"]

@@ -342,15 +342,12 @@ class Registry:
             def scale_patch(cur: Obj) -> Obj:
                 return patch.patch_by_content_type(cur, body, ctype, "Scale")
             return await self._update_scale(r, ns, name, scale_patch, opts)
-        precondition: list[str | None] = [None]
-
         def mutate(cur: Obj) -> Obj:
             out = patch.patch_by_content_type(cur, body, ctype, r.kind)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch produced a non-object")
             rv = (out.get("metadata") or {}).get("resourceVersion")
             if rv and rv != (cur.get("metadata") or {}).get("resourceVersion"):
-                precondition[0] = rv
                 raise errors.stale(r.resource, r.group, name)
             return out
         return await self._write(r, ns, name, mutate, opts, subresource, None, [])
@@ -482,6 +479,7 @@ class Registry:
             else:
                 cand.pop("status", None)
         if r is SERVICES:
+            _drop_type_dependent_fields(cur, cand)
             _keep_allocated(cur, cand)
         new = defaulting.apply_defaults(r.kind, cand)
         if r.tracks_generation and new.get("spec") != cur.get("spec"):
@@ -631,6 +629,49 @@ def _keep_allocated(cur: Obj, cand: Obj) -> None:
                 np = old_np.get((p.get("port"), p.get("protocol", "TCP")))
                 if np:
                     p["nodePort"] = np
+
+
+def _node_ports_needed(spec: Obj) -> bool:
+    t = spec.get("type", "ClusterIP")
+    return t == "NodePort" or (t == "LoadBalancer"
+                               and spec.get("allocateLoadBalancerNodePorts", True))
+
+
+def _drop_type_dependent_fields(cur: Obj, cand: Obj) -> None:
+    """A type change drops the values the old type needed and the new one forbids, when
+    the update left them as they were (upstream's dropTypeDependentFields): nodePorts on
+    a change to ClusterIP, the ClusterIP on a change to ExternalName."""
+    cs, ns_ = cur.get("spec") or {}, cand.get("spec")
+    if not isinstance(ns_, dict):
+        return
+    if _node_ports_needed(cs) and not _node_ports_needed(ns_):
+        old = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+               for p in cs.get("ports") or []}
+        for p in ns_.get("ports") or []:
+            if p.get("nodePort") and p["nodePort"] == old.get(
+                    (p.get("port"), p.get("protocol", "TCP"))):
+                del p["nodePort"]
+    if cs.get("type", "ClusterIP") != "ExternalName" and \
+            ns_.get("type") == "ExternalName":
+        if ns_.get("clusterIP") in (cs.get("clusterIP"), None, ""):
+            ns_.pop("clusterIP", None)
+            ns_.pop("clusterIPs", None)
+            ns_.pop("ipFamilies", None)
+            ns_.pop("ipFamilyPolicy", None)
+    new_type = ns_.get("type", "ClusterIP")
+
+    def drop_if_unchanged(field: str) -> None:
+        if field in ns_ and ns_[field] == cs.get(field):
+            del ns_[field]
+    if new_type not in ("NodePort", "LoadBalancer"):
+        drop_if_unchanged("externalTrafficPolicy")
+    if new_type != "LoadBalancer":
+        for f in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            drop_if_unchanged(f)
+    if new_type != "LoadBalancer" or ns_.get("externalTrafficPolicy") != "Local":
+        drop_if_unchanged("healthCheckNodePort")
+    if new_type == "ExternalName":
+        drop_if_unchanged("internalTrafficPolicy")
 
 
 def _parse_yaml_or_json(body: bytes) -> Any:
