@@ -146,7 +146,7 @@ LABEL_ERRORS = [
      f"unable to parse requirement: values[0][rank]: Invalid value: \"-1\": {VALUE_MSG}"),
     ("value-too-long", "app=" + "a" * 64,
      "unable to parse requirement: values[0][app]: Invalid value: \"" + "a" * 64
-     + "\": must be no more than 63 bytes"),
+     + "\": must be no more than 63 characters"),
 ]
 
 

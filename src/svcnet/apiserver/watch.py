@@ -103,24 +103,31 @@ def bookmark(r: ResourceInfo, revision: int, initial_events_end: bool = False) -
     return encode_event("BOOKMARK", {"kind": r.kind, "apiVersion": r.api_version, "metadata": m})
 
 
+PUMP_QUEUE_SIZE = 1024
+
+
 class EventPump:
     """Moves a store watch into a queue so the HTTP side can wait with timeouts (waiting
     on an async generator directly with a timeout would close it)."""
 
     def __init__(self, store: Storage, prefix: str, revision: int) -> None:
-        self.queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
+        # Bounded: a client that reads slowly stalls its pump, its store subscription then
+        # overflows and re-reads from the log (or ends with Expired) instead of this
+        # process buffering without limit.
+        self.queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue(
+            maxsize=PUMP_QUEUE_SIZE)
         self._gen = store.watch(prefix, revision)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
             async for ev in self._gen:
-                self.queue.put_nowait(ev)
-            self.queue.put_nowait(None)
+                await self.queue.put(ev)
+            await self.queue.put(None)
         except asyncio.CancelledError:
             raise
         except BaseException as e:  # delivered to the reader, which ends the stream
-            self.queue.put_nowait(e)
+            await self.queue.put(e)
 
     async def batches(self, timeout: float) -> AsyncIterator[list[WatchEvent]]:
         """Every event queued so far, as one batch (so a busy stream is written with one

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 from typing import Any
 
+from svcnet.model import names
 from svcnet.model.errors import APIError, bad_request
 
 __all__ = [
@@ -96,89 +97,6 @@ def _aggregate(messages: list[str]) -> str:
     """Several errors joined like apimachinery's aggregate: deduplicated, ``[a, b]``."""
     unique = list(dict.fromkeys(messages))
     return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-
-
-# --- label key / value validation (apimachinery IsQualifiedName / IsValidLabelValue) ----
-
-_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_KEY_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start "
-                  "and end with an alphanumeric character")
-_LABEL_VALUE_FMT = "(" + _LABEL_KEY_FMT + ")?"
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric "
-                    "characters, '-', '_' or '.', and must start and end with an alphanumeric "
-                    "character")
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case "
-                          "alphanumeric characters, '-' or '.', and must start and end with an "
-                          "alphanumeric character")
-_LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{e}', " for e in examples)
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _max_len_error(length: int) -> str:
-    return f"must be no more than {length} bytes"
-
-
-def _nbytes(s: str) -> int:
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errs: list[str] = []
-    if _nbytes(value) > 253:
-        errs.append(_max_len_error(253))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def _label_key_name_errors(name: str) -> list[str]:
-    errs: list[str] = []
-    if not name:
-        errs.append("name part must be non-empty")
-    elif _nbytes(name) > 63:
-        errs.append("name part " + _max_len_error(63))
-    if not _LABEL_KEY_RE.fullmatch(name):
-        errs.append("name part " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT,
-                                                "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def _label_key_errors(key: str) -> list[str]:
-    """Why ``key`` is not a valid label key (``[prefix/]name``); empty when it is."""
-    parts = key.split("/")
-    if len(parts) > 2:
-        return ["a valid label key "
-                + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    errs: list[str] = []
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + m for m in _dns1123_subdomain_errors(prefix))
-    return errs + _label_key_name_errors(parts[-1])
-
-
-def _label_value_errors(value: str) -> list[str]:
-    """Why ``value`` is not a valid label value; empty when it is."""
-    errs: list[str] = []
-    if _nbytes(value) > 63:
-        errs.append(_max_len_error(63))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT,
-                                 "MyValue", "my_value", "12345"))
-    return errs
 
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -292,12 +210,12 @@ def _order_value_errors(values: list[str]) -> list[str]:
 def _new_requirement(key: str, op: Operator, values: list[str]) -> Requirement:
     """A validated requirement, or :class:`_SelectorError` with apimachinery's text."""
     errs: list[str] = []
-    key_errs = _label_key_errors(key)
+    key_errs = names.qualified_name_errors(key)
     if key_errs:
         errs.append(_invalid("key", _go_quote(key), "; ".join(key_errs)))
     errs.extend(_operator_value_errors(op, values))
     for i, v in enumerate(values):
-        value_errs = _label_value_errors(v)
+        value_errs = names.label_value_errors(v)
         if value_errs:
             errs.append(_invalid(f"values[{i}][{key}]", _go_quote(v), "; ".join(value_errs)))
     if errs:
@@ -500,7 +418,7 @@ class _Parser:
             tok, lit = self._next()
         if tok is not _Tok.IDENT:
             raise _SelectorError(f"found '{lit}', expected: identifier")
-        key_errs = _label_key_errors(lit)
+        key_errs = names.qualified_name_errors(lit)
         if key_errs:
             raise _SelectorError(_invalid("<nil>", _go_quote(lit), "; ".join(key_errs)))
         if op is None and self._peek()[0] in (_Tok.END, _Tok.COMMA):
