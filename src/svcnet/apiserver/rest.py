@@ -317,14 +317,9 @@ class Registry:
         if subresource == "scale":
             return await self._update_scale(r, ns, name, lambda _cur: body, opts)
         new = self._decode_body(r, ns, body, opts)
-        m = meta(new)
-        if m.get("name") and m["name"] != name:
-            raise errors.bad_request(
-                f"the name of the object ({m['name']}) does not match the name on the URL "
-                f"({name})")
-        m["name"] = name
+        _match_url_name(new, name)
         warnings = self._check_fields(r, new, opts)
-        rv = m.get("resourceVersion") or None
+        rv = meta(new).get("resourceVersion") or None
         try:
             return await self._write(r, ns, name, lambda _cur: new, opts, subresource,
                                      Preconditions(resource_version=rv), warnings)
@@ -357,12 +352,7 @@ class Registry:
         applied = _parse_yaml_or_json(body)
         if not isinstance(applied, dict):
             raise errors.bad_request("apply patch must be an object")
-        m = meta(applied)
-        if m.get("name") and m["name"] != name:
-            raise errors.bad_request(
-                f"the name of the object ({m['name']}) does not match the name on the URL "
-                f"({name})")
-        m["name"] = name
+        _match_url_name(applied, name)
         if not opts.field_manager:
             raise errors.bad_request(
                 "PATCH, application/apply-patch+yaml requests require fieldManager to be set")
@@ -604,6 +594,16 @@ class _DryRunDone(Exception):  # noqa: N818 - control flow out of guaranteed_upd
     pass
 
 
+def _match_url_name(obj: Obj, name: str) -> None:
+    """A body for ``.../<name>`` names that object, or no object (then it gets the name)."""
+    m = meta(obj)
+    if m.get("name") and m["name"] != name:
+        raise errors.bad_request(
+            f"the name of the object ({m['name']}) does not match the name on the URL "
+            f"({name})")
+    m["name"] = name
+
+
 def _key_of(r: ResourceInfo, obj: Obj) -> str:
     m = obj.get("metadata") or {}
     return store_key(r, m.get("namespace"), m.get("name", ""))
@@ -652,12 +652,10 @@ def _drop_type_dependent_fields(cur: Obj, cand: Obj) -> None:
                     (p.get("port"), p.get("protocol", "TCP"))):
                 del p["nodePort"]
     if cs.get("type", "ClusterIP") != "ExternalName" and \
-            ns_.get("type") == "ExternalName":
-        if ns_.get("clusterIP") in (cs.get("clusterIP"), None, ""):
-            ns_.pop("clusterIP", None)
-            ns_.pop("clusterIPs", None)
-            ns_.pop("ipFamilies", None)
-            ns_.pop("ipFamilyPolicy", None)
+            ns_.get("type") == "ExternalName" and \
+            ns_.get("clusterIP") in (cs.get("clusterIP"), None, ""):
+        for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            ns_.pop(f, None)
     new_type = ns_.get("type", "ClusterIP")
 
     def drop_if_unchanged(field: str) -> None:
