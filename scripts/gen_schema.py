@@ -26,6 +26,37 @@ data module with two tables:
     * ``""``: a scalar, a list of scalars, or arbitrary content (``object`` in the
       client: IntOrString fields and ``managedFields[].fieldsV1``) - never checked.
 
+``GO_NAMES``
+    type name -> the Go type as ``reflect.Type.String()`` prints it (``"v1.PodSpec"``,
+    ``"v1.Event"`` for ``CoreV1Event``): the client name minus its group/version prefix,
+    qualified by the Go package name (the lowercased version: ``v1``).
+``GO_TYPES``
+    type name -> {JSON field name -> Go type spec}, used for JSON type checking (the
+    decoder's ``json: cannot unmarshal ...`` errors). A Go type spec is
+
+    * ``"string"``, ``"int32"``, ``"int64"``, ``"bool"``, ``"float64"``, ``"uint8"``: a Go
+      scalar; ``"string:v1.Protocol"``: a named string type (see :data:`TYPED_STRINGS`);
+    * ``"time"``: ``metav1.Time``/``MicroTime`` (a JSON string, RFC 3339);
+    * ``"intstr"``: ``intstr.IntOrString`` (a JSON string or an int32);
+    * ``"quantity"``: ``resource.Quantity`` (a JSON string or number);
+    * ``"any"``: free-form JSON (``managedFields[].fieldsV1``);
+    * ``"V1PodSpec"`` (starts upper-case): an object of that type;
+    * ``"[S]"``: a list of ``S`` (``[uint8]`` is Go ``[]byte``: base64 string or list);
+    * ``"{S}"``: a map from string keys to ``S`` (``{quantity}`` is ``v1.ResourceList``).
+
+    Approximations, because the client keeps the JSON type but not the Go type:
+
+    * the client says ``int`` for both ``int32`` and ``int64``; a field is ``int64`` when
+      its JSON name is in :data:`INT64_FIELDS` (the ``int64`` fields of the served types:
+      generations, grace/deadline seconds, UIDs/GIDs, ...), ``int32`` otherwise;
+    * the client says ``str`` for named Go string types; the few listed in
+      :data:`TYPED_STRINGS` get their Go name, every other one is plain ``string`` (this
+      only changes the ``of type ...`` part of a message);
+    * the client says ``object`` for IntOrString and free-form JSON alike, and
+      ``Dict[str, str]``/``str`` for quantities; :data:`INT_OR_STRING`, :data:`FREE_FORM`,
+      :data:`QUANTITY_MAPS` and :data:`QUANTITY_FIELDS` classify them. An ``object`` field
+      in neither table stops the generator (exit 2) so it gets classified.
+
 Fields are written sorted by JSON name and types sorted by name, so the output depends
 only on the installed client version (recorded in ``CLIENT_VERSION``).
 
@@ -44,6 +75,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +110,97 @@ KIND_ROOTS: dict[str, str] = {
 _OPAQUE = frozenset(
     {"str", "int", "float", "bool", "bytes", "date", "datetime", "object", "Any"}
 )
+
+#: JSON names of client ``int`` fields whose Go type is ``int64`` (all other ``int`` fields
+#: are ``int32``). Valid for the types reachable from :data:`KIND_ROOTS`: object
+#: generations, grace-period/deadline/toleration/expiration/sleep seconds, user and group
+#: IDs, image sizes and swap capacity in bytes.
+INT64_FIELDS = frozenset({
+    "activeDeadlineSeconds", "capacity", "defaultUser", "deletionGracePeriodSeconds",
+    "expirationSeconds", "fsGroup", "generation", "gid", "observedGeneration", "runAsGroup",
+    "runAsUser", "seconds", "sizeBytes", "supplementalGroups", "terminationGracePeriodSeconds",
+    "tolerationSeconds", "uid", "user",
+})
+
+#: (type, JSON field) of the client ``object`` fields that are ``intstr.IntOrString``.
+INT_OR_STRING = frozenset({
+    ("V1HTTPGetAction", "port"),
+    ("V1RollingUpdateDeployment", "maxSurge"),
+    ("V1RollingUpdateDeployment", "maxUnavailable"),
+    ("V1ServicePort", "targetPort"),
+    ("V1TCPSocketAction", "port"),
+})
+
+#: (type, JSON field) of the client ``object`` fields that hold free-form JSON.
+FREE_FORM = frozenset({("V1ManagedFieldsEntry", "fieldsV1")})
+
+#: JSON names of client ``Dict[str, str]`` fields that are ``v1.ResourceList`` (maps of
+#: ``resource.Quantity``) in the reachable types.
+QUANTITY_MAPS = frozenset({
+    "allocatable", "allocatedResources", "capacity", "default", "defaultRequest", "hard",
+    "limits", "max", "maxLimitRequestRatio", "min", "overhead", "requests", "used",
+})
+
+#: (type, JSON field) of the client ``str`` fields that are a single ``resource.Quantity``.
+QUANTITY_FIELDS = frozenset({
+    ("V1EmptyDirVolumeSource", "sizeLimit"),
+    ("V1NodeAllocatableMappedResources", "quantity"),
+    ("V1ResourceFieldSelector", "divisor"),
+})
+
+#: (type, JSON field) -> Go named string type, for common client ``str`` fields (or the
+#: elements of ``List[str]`` fields). Anything not listed is reported as plain ``string``.
+TYPED_STRINGS: dict[tuple[str, str], str] = {
+    ("CoreV1EndpointPort", "protocol"): "v1.Protocol",
+    ("DiscoveryV1EndpointPort", "protocol"): "v1.Protocol",
+    ("V1Capabilities", "add"): "v1.Capability",
+    ("V1Capabilities", "drop"): "v1.Capability",
+    ("V1Container", "imagePullPolicy"): "v1.PullPolicy",
+    ("V1Container", "terminationMessagePolicy"): "v1.TerminationMessagePolicy",
+    ("V1ContainerPort", "protocol"): "v1.Protocol",
+    ("V1DeploymentCondition", "status"): "v1.ConditionStatus",
+    ("V1DeploymentCondition", "type"): "v1.DeploymentConditionType",
+    ("V1DeploymentStrategy", "type"): "v1.DeploymentStrategyType",
+    ("V1EphemeralContainer", "imagePullPolicy"): "v1.PullPolicy",
+    ("V1EphemeralContainer", "terminationMessagePolicy"): "v1.TerminationMessagePolicy",
+    ("V1HTTPIngressPath", "pathType"): "v1.PathType",
+    ("V1ManagedFieldsEntry", "operation"): "v1.ManagedFieldsOperationType",
+    ("V1NamespaceCondition", "status"): "v1.ConditionStatus",
+    ("V1NamespaceCondition", "type"): "v1.NamespaceConditionType",
+    ("V1NamespaceStatus", "phase"): "v1.NamespacePhase",
+    ("V1NodeAddress", "type"): "v1.NodeAddressType",
+    ("V1NodeCondition", "status"): "v1.ConditionStatus",
+    ("V1NodeCondition", "type"): "v1.NodeConditionType",
+    ("V1NodeStatus", "phase"): "v1.NodePhase",
+    ("V1ObjectMeta", "uid"): "types.UID",
+    ("V1ObjectReference", "uid"): "types.UID",
+    ("V1OwnerReference", "uid"): "types.UID",
+    ("V1PodCondition", "status"): "v1.ConditionStatus",
+    ("V1PodCondition", "type"): "v1.PodConditionType",
+    ("V1PodSpec", "dnsPolicy"): "v1.DNSPolicy",
+    ("V1PodSpec", "restartPolicy"): "v1.RestartPolicy",
+    ("V1PodStatus", "phase"): "v1.PodPhase",
+    ("V1ReplicaSetCondition", "status"): "v1.ConditionStatus",
+    ("V1ReplicaSetCondition", "type"): "v1.ReplicaSetConditionType",
+    ("V1Secret", "type"): "v1.SecretType",
+    ("V1ServicePort", "protocol"): "v1.Protocol",
+    ("V1ServiceSpec", "externalTrafficPolicy"): "v1.ServiceExternalTrafficPolicy",
+    ("V1ServiceSpec", "internalTrafficPolicy"): "v1.ServiceInternalTrafficPolicy",
+    ("V1ServiceSpec", "ipFamilies"): "v1.IPFamily",
+    ("V1ServiceSpec", "ipFamilyPolicy"): "v1.IPFamilyPolicy",
+    ("V1ServiceSpec", "sessionAffinity"): "v1.ServiceAffinity",
+    ("V1ServiceSpec", "type"): "v1.ServiceType",
+    ("V1Taint", "effect"): "v1.TaintEffect",
+    ("V1Toleration", "effect"): "v1.TaintEffect",
+    ("V1Toleration", "operator"): "v1.TolerationOperator",
+}
+
+#: Client scalar type strings -> Go type spec (``int`` is refined by :data:`INT64_FIELDS`).
+_SCALAR_SPECS = {"str": "string", "int": "int32", "bool": "bool", "float": "float64",
+                 "datetime": "time", "date": "string", "bytes": "[uint8]"}
+
+#: Group/version prefix of a client model name: ``V1``, ``CoreV1``, ``DiscoveryV1beta1``.
+_PREFIX = re.compile(r"^[A-Za-z]*?(?P<version>V\d+(?:(?:alpha|beta)\d+)?)(?=[A-Z])")
 
 _LIST = re.compile(r"^List\[(?P<inner>.+)\]$")
 _DICT = re.compile(r"^Dict\[str, (?P<inner>.+)\]$")
@@ -149,15 +272,76 @@ def collect(roots: dict[str, str]) -> dict[str, dict[str, str]]:
     return types
 
 
+def go_name(type_name: str) -> str:
+    """The Go ``reflect.Type.String()`` of client model ``type_name``: ``V1PodSpec`` ->
+    ``v1.PodSpec``, ``CoreV1Event`` -> ``v1.Event``. Raises SchemaShapeError when the name
+    carries no group/version prefix."""
+    m = _PREFIX.match(type_name)
+    if m is None:
+        raise SchemaShapeError(f"no version prefix in model name {type_name!r}")
+    return f"{m.group('version').lower()}.{type_name[m.end():]}"
+
+
+def go_spec(owner: str, field: str, client_type: str) -> str:
+    """The Go type spec (module docstring) of field ``field`` of model ``owner`` whose
+    ``openapi_types`` string is ``client_type``. Raises SchemaShapeError for an
+    unclassified ``object`` field or a shape :func:`type_ref` would reject too."""
+    t = client_type.strip()
+    if t.startswith("Optional[") and t.endswith("]"):
+        t = t[len("Optional["):-1]
+    m = _LIST.match(t)
+    if m:
+        return f"[{go_spec(owner, field, m.group('inner'))}]"
+    m = _DICT.match(t)
+    if m:
+        if m.group("inner").strip() == "str" and field in QUANTITY_MAPS:
+            return "{quantity}"
+        return f"{{{go_spec(owner, field, m.group('inner'))}}}"
+    if t == "object" or t == "Any":
+        if (owner, field) in INT_OR_STRING:
+            return "intstr"
+        if (owner, field) in FREE_FORM:
+            return "any"
+        raise SchemaShapeError(f"{owner}.{field}: unclassified free-form field ({t}); "
+                               "add it to INT_OR_STRING or FREE_FORM")
+    if t == "str":
+        if (owner, field) in QUANTITY_FIELDS:
+            return "quantity"
+        typed = TYPED_STRINGS.get((owner, field))
+        return f"string:{typed}" if typed else "string"
+    if t == "int":
+        return "int64" if field in INT64_FIELDS else "int32"
+    if t in _SCALAR_SPECS:
+        return _SCALAR_SPECS[t]
+    if _NAME.match(t):
+        _model(t)
+        return t
+    raise SchemaShapeError(f"unrecognised client type string: {client_type!r}")
+
+
+def collect_go_types(type_names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """type name -> {JSON field -> Go type spec} for each of ``type_names``."""
+    out: dict[str, dict[str, str]] = {}
+    for name in type_names:
+        cls = _model(name)
+        out[name] = {cls.attribute_map[attr]: go_spec(name, cls.attribute_map[attr], ct)
+                     for attr, ct in cls.openapi_types.items()}
+    return out
+
+
 def _q(text: str) -> str:
     """``text`` as a double-quoted Python string literal (JSON escaping is valid Python)."""
     return json.dumps(text)
 
 
 def render(types: dict[str, dict[str, str]], roots: dict[str, str]) -> str:
-    """The text of the data module: deterministic for given inputs and client version."""
+    """The text of the data module: deterministic for given inputs and client version.
+
+    Raises SchemaShapeError when a field cannot be given a Go type spec (:func:`go_spec`).
+    """
     out: list[str] = [
-        '"""Field tables for strict decoding; GENERATED by scripts/gen_schema.py - do not edit.',
+        '"""Field and Go type tables for strict decoding and JSON type checking; GENERATED',
+        'by scripts/gen_schema.py - do not edit.',
         "",
         f"Source: the official ``kubernetes`` Python client {kubernetes.__version__} models.",
         "See scripts/gen_schema.py for the meaning of the type references.",
@@ -175,6 +359,15 @@ def render(types: dict[str, dict[str, str]], roots: dict[str, str]) -> str:
         out.append(f"    {_q(name)}: {{")
         for field_name in sorted(types[name]):
             out.append(f"        {_q(field_name)}: {_q(types[name][field_name])},")
+        out.append("    },")
+    out += ["}", "", "GO_NAMES: dict[str, str] = {"]
+    out += [f"    {_q(name)}: {_q(go_name(name))}," for name in sorted(types)]
+    out += ["}", "", "GO_TYPES: dict[str, dict[str, str]] = {"]
+    go_types = collect_go_types(types)
+    for name in sorted(go_types):
+        out.append(f"    {_q(name)}: {{")
+        for field_name in sorted(go_types[name]):
+            out.append(f"        {_q(field_name)}: {_q(go_types[name][field_name])},")
         out.append("    },")
     out += ["}", ""]
     return "\n".join(out)

@@ -73,3 +73,44 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(t) for t in text]
+    return out
+
+
+def test_components_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    import time
+    data, port = tmp_path / "d", free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "svcnet.cli.main", "up", "--data-dir",
+                             str(data), "--api-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / "pki" / "ca.crt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wait_ready(f"https://127.0.0.1:{port}/readyz", data / "pki" / "ca.crt", 60,
+                          None)
+        kids = _children(proc.pid)
+        assert kids
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{k}").exists() for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # An exited child of a dead parent is reaped by init; a zombie has no cmdline.
+        alive = [k for k in kids if Path(f"/proc/{k}/cmdline").exists()
+                 and Path(f"/proc/{k}/cmdline").read_bytes()]
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for k in kids:
+            if Path(f"/proc/{k}/cmdline").exists() and Path(f"/proc/{k}/cmdline").read_bytes():
+                os.kill(k, signal.SIGKILL)
