@@ -247,3 +247,26 @@ def test_finalizers_hold_deletion(raw: Raw) -> None:
     raw.request("PATCH", CM + "/held", {"metadata": {"finalizers": None}},
                 content_type="application/merge-patch+json")
     assert raw.request("GET", CM + "/held")[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/apis/apps/v1/namespaces/default/deployments",
+         {"metadata": {"name": "typed"}, "spec": {"replicas": "3"}},
+         'Deployment in version "v1" cannot be handled as a Deployment: json: cannot '
+         "unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
+        (CM, {"metadata": {"name": "typed", "labels": {"on": True}}},
+         'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot '
+         "unmarshal bool into Go struct field ObjectMeta.metadata.labels of type string"),
+    ],
+    ids=["replicas-string", "label-bool"],
+)
+def test_wrong_json_types_are_400(raw: Raw, path: str, body: dict[str, Any],
+                                  message: str) -> None:
+    status, _, st = raw.request("POST", path, body)
+    assert (status, st["reason"], st["message"]) == (400, "BadRequest", message)
+    raw.request("POST", CM, cm("typed-patch"))
+    status, _, st = raw.request("PATCH", CM + "/typed-patch", {"data": {"k": 5}},
+                                content_type="application/merge-patch+json")
+    assert status == 400 and "cannot unmarshal number" in st["message"]

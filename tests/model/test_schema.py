@@ -1,4 +1,5 @@
-"""Tests for svcnet.model.schema: unknown-field detection for fieldValidation=Strict."""
+"""Tests for svcnet.model.schema: unknown-field detection for fieldValidation=Strict and
+JSON type checking."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from typing import Any
 import pytest
 
 from svcnet.model import _schema_data, kinds
-from svcnet.model.schema import KIND_ROOTS, strict_decoding_message, unknown_fields
+from svcnet.model.schema import (
+    KIND_ROOTS,
+    QUANTITY_FORMAT_ERROR,
+    decode_error_message,
+    strict_decoding_message,
+    type_errors,
+    unknown_fields,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -369,3 +377,242 @@ def test_generated_module_is_current_deterministic_and_small() -> None:
     committed = (REPO / "src/svcnet/model/_schema_data.py").read_text()
     assert first == committed
     assert len(committed.encode()) < 300_000
+
+
+# --- JSON type checking ----------------------------------------------------------------
+
+def go_err(value: str, field: str, go_type: str) -> str:
+    """Go's UnmarshalTypeError text; ``field`` is ``Struct.json.path``."""
+    return f"json: cannot unmarshal {value} into Go struct field {field} of type {go_type}"
+
+
+def node() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": 110},
+            "nodeInfo": {"machineID": "abc", "kubeletVersion": "v1.31.0"},
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+        },
+    }
+
+
+@pytest.mark.parametrize(("kind", "obj"), [
+    pytest.param("Deployment", deployment(), id="kubectl-create-deployment"),
+    pytest.param("Service", service(), id="service-int-and-named-target-ports"),
+    pytest.param("Ingress", ingress(), id="ingress"),
+    pytest.param("EndpointSlice", endpointslice(), id="endpointslice-bools"),
+    pytest.param("Node", node(), id="node-capacity-number-and-string"),
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", 3.0), id="replicas-3.0"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.generation", 2.0),
+                 id="int64-integral-float"),
+    pytest.param("Service", with_change(service(), "spec.ports[0].targetPort", "http"),
+                 id="target-port-name"),
+    pytest.param("Service", with_change(service(), "spec.ports[1].targetPort", 8080),
+                 id="target-port-number"),
+    pytest.param("Deployment", with_change(deployment(), "spec.template.spec.containers[0].resources",
+                                           {"limits": {"cpu": 1, "memory": "1Gi"},
+                                            "requests": {"cpu": 0.5}}),
+                 id="resources-number-quantities"),
+    pytest.param("Deployment", with_change(deployment(), "spec.strategy",
+                                           {"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}),
+                 id="rolling-update-int-or-string"),
+    pytest.param("Deployment", with_change(deployment(), "spec.template.spec.containers[0].readinessProbe",
+                                           {"httpGet": {"path": "/", "port": "http"},
+                                            "periodSeconds": 5}),
+                 id="probe-port-name"),
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", None), id="null-scalar"),
+    pytest.param("Deployment", with_change(deployment(), "spec.template.spec.containers", [None]),
+                 id="null-list-item"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.labels", {"a": None}),
+                 id="null-map-value"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.managedFields", MANAGED_FIELDS),
+                 id="managed-fields-free-form"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.labels", {"enabled": "true"}),
+                 id="quoted-label-value"),
+    pytest.param("Deployment", with_change(deployment(), "spec.foo", "not-checked"),
+                 id="unknown-fields-skipped"),
+    pytest.param("Deployment", with_change(deployment(), "apiVersion", 1),
+                 id="type-meta-not-checked"),
+    pytest.param("Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                            "data": {"a": "eA==", "b": [120, 0, 255]}, "immutable": True},
+                 id="secret-bytes-as-string-or-list"),
+    pytest.param("Event", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                           "count": 2, "firstTimestamp": "2024-05-01T10:00:00Z"},
+                 id="event"),
+])
+def test_no_type_errors(kind: str, obj: dict[str, Any]) -> None:
+    assert type_errors(kind, obj) == []
+
+
+CONTAINERS = "spec.template.spec.containers"
+
+
+@pytest.mark.parametrize(("kind", "obj", "expected"), [
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", "3"),
+                 [go_err("string", "DeploymentSpec.spec.replicas", "int32")], id="replicas-string"),
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", 1.5),
+                 [go_err("number 1.5", "DeploymentSpec.spec.replicas", "int32")],
+                 id="replicas-fraction"),
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", 3_000_000_000),
+                 [go_err("number 3000000000", "DeploymentSpec.spec.replicas", "int32")],
+                 id="replicas-int32-overflow"),
+    pytest.param("Deployment", with_change(deployment(), "spec.replicas", True),
+                 [go_err("bool", "DeploymentSpec.spec.replicas", "int32")], id="bool-is-not-int"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.generation", "1"),
+                 [go_err("string", "ObjectMeta.metadata.generation", "int64")], id="int64-field"),
+    pytest.param("Deployment", with_change(deployment(), "spec.template.spec.terminationGracePeriodSeconds", "30"),
+                 [go_err("string", "PodSpec.spec.template.spec.terminationGracePeriodSeconds", "int64")],
+                 id="grace-period-int64"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.labels", {"app": "web", "on": True}),
+                 [go_err("bool", "ObjectMeta.metadata.labels", "string")], id="label-bool-value"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.labels", ["app"]),
+                 [go_err("array", "ObjectMeta.metadata.labels", "map[string]string")],
+                 id="labels-array"),
+    pytest.param("Deployment", with_change(deployment(), f"{CONTAINERS}[0].ports[0].containerPort", "80"),
+                 [go_err("string", f"ContainerPort.{CONTAINERS}.ports.containerPort", "int32")],
+                 id="container-port-string"),
+    pytest.param("Deployment", with_change(deployment(), CONTAINERS, ["nginx"]),
+                 [go_err("string", f"PodSpec.{CONTAINERS}", "v1.Container")],
+                 id="list-item-wrong-type"),
+    pytest.param("Deployment", with_change(deployment(), CONTAINERS, {"name": "nginx"}),
+                 [go_err("object", f"PodSpec.{CONTAINERS}", "[]v1.Container")],
+                 id="object-for-list"),
+    pytest.param("Deployment", with_change(deployment(), "spec", "x"),
+                 [go_err("string", "Deployment.spec", "v1.DeploymentSpec")], id="root-struct-field"),
+    pytest.param("Deployment", with_change(deployment(), f"{CONTAINERS}[0].args", ["--port", 80]),
+                 [go_err("number", f"Container.{CONTAINERS}.args", "string")], id="args-item-number"),
+    pytest.param("Deployment", with_change(deployment(), f"{CONTAINERS}[0].command", "sh"),
+                 [go_err("string", f"Container.{CONTAINERS}.command", "[]string")],
+                 id="command-not-a-list"),
+    pytest.param("Deployment", with_change(deployment(), f"{CONTAINERS}[0].resources", {"limits": "1"}),
+                 [go_err("string", f"ResourceRequirements.{CONTAINERS}.resources.limits",
+                         "v1.ResourceList")],
+                 id="resource-list-not-a-map"),
+    pytest.param("Deployment", with_change(deployment(), f"{CONTAINERS}[0].resources",
+                                           {"limits": {"cpu": True}}),
+                 [QUANTITY_FORMAT_ERROR], id="quantity-bool"),
+    pytest.param("Deployment", with_change(deployment(), "metadata.creationTimestamp", 0),
+                 [go_err("number", "ObjectMeta.metadata.creationTimestamp", "string")],
+                 id="timestamp-number"),
+    pytest.param("Deployment", with_change(deployment(), "spec.strategy",
+                                           {"rollingUpdate": {"maxSurge": True}}),
+                 [go_err("bool", "RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge", "int32")],
+                 id="int-or-string-bool"),
+    pytest.param("Service", with_change(service(), "spec.ports[0].targetPort", 80.5),
+                 [go_err("number 80.5", "ServicePort.spec.ports.targetPort", "int32")],
+                 id="target-port-fraction"),
+    pytest.param("Service", with_change(service(), "spec.ports[1].protocol", 6),
+                 [go_err("number", "ServicePort.spec.ports.protocol", "v1.Protocol")],
+                 id="named-string-type"),
+    pytest.param("Service", with_change(service(), "spec.selector", {"app": 1}),
+                 [go_err("number", "ServiceSpec.spec.selector", "string")], id="selector-number"),
+    pytest.param("Node", with_change(node(), "status.nodeInfo.machineID", True),
+                 [go_err("bool", "NodeSystemInfo.status.nodeInfo.machineID", "string")],
+                 id="machine-id-yaml-bool"),
+    pytest.param("Ingress", with_change(ingress(), "spec.rules[0].http.paths[0].backend.service.port.number", "80"),
+                 [go_err("string", "ServiceBackendPort.spec.rules.http.paths.backend.service.port.number",
+                         "int32")],
+                 id="ingress-backend-port"),
+    pytest.param("EndpointSlice", with_change(endpointslice(), "endpoints[0].conditions.ready", "true"),
+                 [go_err("string", "EndpointConditions.endpoints.conditions.ready", "bool")],
+                 id="bool-field-string"),
+    pytest.param("EndpointSlice", with_change(endpointslice(), "ports[0].port", "8080"),
+                 [go_err("string", "EndpointPort.ports.port", "int32")], id="discovery-endpoint-port"),
+    pytest.param("Event", {"kind": "Event", "metadata": {"name": "e"}, "count": "2"},
+                 [go_err("string", "Event.count", "int32")], id="core-event-struct-name"),
+    pytest.param("Secret", {"kind": "Secret", "data": {"a": 1}},
+                 [go_err("number", "Secret.data", "[]uint8")], id="secret-data-number"),
+    pytest.param("Secret", {"kind": "Secret", "data": {"a": [300]}},
+                 [go_err("number 300", "Secret.data", "uint8")], id="secret-data-byte-overflow"),
+])
+def test_type_errors_reported(kind: str, obj: dict[str, Any], expected: list[str]) -> None:
+    assert type_errors(kind, obj) == expected
+
+
+def test_type_errors_in_document_order() -> None:
+    obj = json.loads('{"spec":{"template":{"spec":{"containers":[{"name":1},{"image":2}]}},'
+                     '"replicas":"3"},"metadata":{"labels":{"a":false}}}')
+    assert type_errors("Deployment", obj) == [
+        go_err("number", f"Container.{CONTAINERS}.name", "string"),
+        go_err("number", f"Container.{CONTAINERS}.image", "string"),
+        go_err("string", "DeploymentSpec.spec.replicas", "int32"),
+        go_err("bool", "ObjectMeta.metadata.labels", "string"),
+    ]
+
+
+def test_custom_decoder_error_comes_first_and_stops_the_walk() -> None:
+    obj = json.loads('{"spec":{"replicas":"3","strategy":{"rollingUpdate":{"maxSurge":[]}},'
+                     '"minReadySeconds":"x"}}')
+    assert type_errors("Deployment", obj) == [
+        go_err("array", "RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge", "int32"),
+        go_err("string", "DeploymentSpec.spec.replicas", "int32"),
+    ]
+
+
+@pytest.mark.parametrize(("kind", "obj"), [
+    pytest.param("Widget", {"spec": {"replicas": "3"}}, id="unserved-kind"),
+    pytest.param("Deployment", ["not", "an", "object"], id="not-a-mapping"),
+])
+def test_type_check_unchecked_inputs(kind: str, obj: Any) -> None:
+    assert type_errors(kind, obj) == []
+
+
+@pytest.mark.parametrize(("kind", "version", "detail", "message"), [
+    pytest.param("Deployment", "v1",
+                 go_err("string", "DeploymentSpec.spec.replicas", "int32"),
+                 'Deployment in version "v1" cannot be handled as a Deployment: json: cannot '
+                 'unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32',
+                 id="deployment"),
+    pytest.param("Ingress", "v1beta1", "x",
+                 'Ingress in version "v1beta1" cannot be handled as a Ingress: x', id="other-version"),
+])
+def test_decode_error_message(kind: str, version: str, detail: str, message: str) -> None:
+    assert decode_error_message(kind, version, detail) == message
+
+
+def test_go_type_tables_cover_the_field_tables() -> None:
+    assert set(_schema_data.GO_TYPES) == set(_schema_data.TYPES) == set(_schema_data.GO_NAMES)
+    for name, fields in _schema_data.TYPES.items():
+        assert set(_schema_data.GO_TYPES[name]) == set(fields), name
+
+
+@pytest.mark.parametrize(("type_name", "field", "spec"), [
+    pytest.param("V1DeploymentSpec", "replicas", "int32", id="int32-default"),
+    pytest.param("V1ObjectMeta", "generation", "int64", id="int64-table"),
+    pytest.param("V1PodSecurityContext", "supplementalGroups", "[int64]", id="int64-list"),
+    pytest.param("V1ObjectMeta", "labels", "{string}", id="string-map"),
+    pytest.param("V1ObjectMeta", "creationTimestamp", "time", id="timestamp"),
+    pytest.param("V1ObjectMeta", "uid", "string:types.UID", id="named-string"),
+    pytest.param("V1ServicePort", "targetPort", "intstr", id="int-or-string"),
+    pytest.param("V1HTTPGetAction", "port", "intstr", id="probe-port-int-or-string"),
+    pytest.param("V1ManagedFieldsEntry", "fieldsV1", "any", id="free-form"),
+    pytest.param("V1ResourceRequirements", "limits", "{quantity}", id="resource-list"),
+    pytest.param("V1NodeStatus", "capacity", "{quantity}", id="node-capacity"),
+    pytest.param("V1EmptyDirVolumeSource", "sizeLimit", "quantity", id="scalar-quantity"),
+    pytest.param("V1Secret", "data", "{[uint8]}", id="bytes-map"),
+    pytest.param("V1PodSpec", "containers", "[V1Container]", id="object-list"),
+    pytest.param("V1EndpointConditions", "ready", "bool", id="bool"),
+])
+def test_generated_go_types(type_name: str, field: str, spec: str) -> None:
+    assert _schema_data.GO_TYPES[type_name][field] == spec
+
+
+@pytest.mark.parametrize(("type_name", "go_name"), [
+    pytest.param("V1PodSpec", "v1.PodSpec", id="v1"),
+    pytest.param("CoreV1Event", "v1.Event", id="group-prefix"),
+    pytest.param("DiscoveryV1EndpointPort", "v1.EndpointPort", id="discovery"),
+    pytest.param("V1AWSElasticBlockStoreVolumeSource", "v1.AWSElasticBlockStoreVolumeSource",
+                 id="acronym"),
+])
+def test_generated_go_names(type_name: str, go_name: str) -> None:
+    assert _schema_data.GO_NAMES[type_name] == go_name
+
+
+def test_generator_rejects_unclassified_free_form_field() -> None:
+    pytest.importorskip("kubernetes")
+    gen = _load_generator()
+    assert gen.go_spec("V1ServicePort", "targetPort", "object") == "intstr"
+    with pytest.raises(gen.SchemaShapeError, match="unclassified"):
+        gen.go_spec("V1ServicePort", "somethingNew", "object")

@@ -241,7 +241,13 @@ class Registry:
         return obj
 
     def _check_fields(self, r: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
-        """Unknown-field handling per ``fieldValidation``: Strict → 400, Warn → warnings."""
+        """Decoding as the real server decodes a body: a value of the wrong JSON type is
+        400 whatever ``fieldValidation`` says; unknown fields are 400 with Strict and
+        warnings with Warn."""
+        bad_types = schema.type_errors(r.kind, obj)
+        if bad_types:
+            raise errors.bad_request(schema.decode_error_message(r.kind, r.version,
+                                                                 bad_types[0]))
         if opts.field_validation == "Ignore":
             return []
         unknown = schema.unknown_fields(r.kind, obj)
@@ -341,6 +347,10 @@ class Registry:
             out = patch.patch_by_content_type(cur, body, ctype, r.kind)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch produced a non-object")
+            bad_types = schema.type_errors(r.kind, out)
+            if bad_types:
+                raise errors.bad_request(schema.decode_error_message(r.kind, r.version,
+                                                                     bad_types[0]))
             rv = (out.get("metadata") or {}).get("resourceVersion")
             if rv and rv != (cur.get("metadata") or {}).get("resourceVersion"):
                 raise errors.stale(r.resource, r.group, name)

@@ -1,4 +1,4 @@
-"""Unknown-field detection for ``fieldValidation=Strict``.
+"""Unknown-field detection for ``fieldValidation=Strict`` and JSON type checking.
 
 A real API server decodes request bodies with ``sigs.k8s.io/json`` strict decoding and,
 when the client asked for ``fieldValidation=Strict`` (kubectl does for ``apply``,
@@ -20,11 +20,59 @@ Matching follows the real decoder:
   keys; IntOrString fields and free-form JSON (``managedFields[].fieldsV1``) accept
   anything;
 * values of the wrong JSON type (a string where an object belongs, ``null``, ...) yield no
-  unknown fields - type errors are another check's business.
+  unknown fields - type errors are :func:`type_errors`' business.
+
+JSON type checking
+------------------
+
+A real API server decodes a body into the Go struct of its kind with (a case-sensitive
+fork of) Go's ``encoding/json``, and answers 400 BadRequest when a value has the wrong
+JSON type::
+
+    Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal
+    string into Go struct field DeploymentSpec.spec.replicas of type int32
+
+:func:`type_errors` produces the ``json: ...`` part (Go's ``UnmarshalTypeError``:
+``"json: cannot unmarshal " + Value + " into Go struct field " + Struct + "." + Field +
+" of type " + Type``) and :func:`decode_error_message` the whole message. Go's rules:
+
+* ``Struct`` is the bare name of the Go struct declaring the field (``DeploymentSpec``,
+  ``ObjectMeta``, ``Container``); ``Field`` is the dotted path of JSON field names from the
+  object root - list indices and map keys are *not* part of it
+  (``Container.spec.template.spec.containers.image``, ``ObjectMeta.metadata.labels``);
+* ``Value`` is the JSON kind found: ``string``, ``bool``, ``array``, ``object``,
+  ``number``, or ``number <literal>`` when a number does not fit an integer type
+  (``number 1.5``, ``number 3000000000`` for an int32);
+* ``Type`` is the Go type of the value being decoded - for a list element or map value,
+  the element type: ``int32``, ``int64``, ``string``, ``bool``, ``v1.PodSpec``,
+  ``[]v1.Container``, ``map[string]string``, ``v1.ResourceList``, ``[]uint8`` (bytes), or a
+  named string type such as ``v1.Protocol``; pointers never show.
+
+Accepted: ``null`` anywhere (it means unset); integer-valued floats (``3.0``) for
+integers - a deliberate leniency, the body has already been parsed so its text is gone,
+and a float the server itself produced (e.g. by patching) serialises as ``3`` in Go;
+bool is never a number. IntOrString fields accept a string or an int32; quantities
+(``resources.limits``, ``capacity``, ``sizeLimit``, ...) a string or a number; ``[]byte``
+(Secret ``data``) a string (base64 is not verified) or a list of 0..255; timestamps a
+string (its format is not verified); free-form fields (``fieldsV1``) anything.
+
+Types with their own ``UnmarshalJSON`` report differently, and Go stops decoding at the
+first such error (plain type errors are recorded and decoding goes on):
+``metav1.Time`` and IntOrString re-decode into ``string``/``int32`` and so report
+``of type string``/``of type int32`` with the usual field context, a quantity reports
+:data:`QUANTITY_FORMAT_ERROR` without any field. See :func:`type_errors` for what that
+means for the order of the result.
+
+Approximations inherited from the generated tables (scripts/gen_schema.py): ``int32``
+versus ``int64`` and named string types come from explicit tables there, not from the
+client models. ``apiVersion`` and ``kind`` are not checked (a real server fails on them
+earlier, with ``couldn't get version/kind; json parse error: ...``). Unknown fields are
+skipped. Value formats (quantity syntax, RFC 3339, base64) are not checked.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,6 +87,31 @@ _TYPES: dict[str, dict[str, str]] = _schema_data.TYPES
 
 #: Fields every top-level object may carry whatever its type says.
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata"})
+
+_GO_TYPES: dict[str, dict[str, str]] = _schema_data.GO_TYPES
+_GO_NAMES: dict[str, str] = _schema_data.GO_NAMES
+
+#: The detail a real server gives for a quantity that is neither a string nor a number
+#: (``resource.ErrFormatWrong``).
+QUANTITY_FORMAT_ERROR = (
+    "quantities must match the regular expression "
+    "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+
+#: Go integer type -> inclusive range.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint8": (0, 255),
+}
+
+#: Go names of the spec kinds whose ``reflect.Type.String()`` is fixed.
+_STATIC_NAMES: dict[str, str] = {
+    "time": "v1.Time",
+    "intstr": "intstr.IntOrString",
+    "quantity": "resource.Quantity",
+    "any": "interface {}",
+}
 
 
 def unknown_fields(kind: str, obj: Mapping[str, Any], *,
@@ -108,3 +181,159 @@ def _walk_value(ref: str, value: Any, path: str, found: list[str], directives: b
         return
     if isinstance(value, Mapping):
         _walk_object(ref, value, path, found, directives)
+
+
+def type_errors(kind: str, obj: Mapping[str, Any]) -> list[str]:
+    """Go ``encoding/json`` error texts for the values of ``obj`` whose JSON type does not
+    fit the Go type of ``kind`` (module docstring: message format and accepted values).
+
+    Element 0 is the error a real API server reports for this body; ``[]`` means the body
+    decodes. The walk is depth-first in document order (key order of ``obj``). Go records
+    a plain type error and decodes on, but stops at the first error raised by a type with
+    its own decoder (timestamp, IntOrString, quantity) and reports that one instead of any
+    recorded before it. So: without such an error, the result is every type error in
+    document order; with one, it is that error followed by the plain errors met before it
+    (nothing after it is inspected).
+
+    ``kind`` is matched against :data:`KIND_ROOTS`; an unknown kind or an ``obj`` that is
+    not a mapping yields ``[]``. Top-level ``apiVersion``/``kind`` and unknown fields are
+    not checked.
+    """
+    root = KIND_ROOTS.get(kind)
+    if root is None or not isinstance(obj, Mapping):
+        return []
+    recorded: list[str] = []
+    fatal = _check_struct(root, obj, "", recorded, top=True)
+    return recorded if fatal is None else [fatal, *recorded]
+
+
+def decode_error_message(kind: str, version: str, detail: str) -> str:
+    """The real server's 400 message for a body of ``kind`` (sent as ``version``, e.g.
+    ``"v1"`` for ``apps/v1``) that failed to decode with ``detail`` (e.g. element 0 of
+    :func:`type_errors`): ``<kind> in version "<version>" cannot be handled as a <kind>:
+    <detail>``."""
+    return f"{kind} in version {json.dumps(version)} cannot be handled as a {kind}: {detail}"
+
+
+def _json_kind(value: Any) -> str:
+    """Go's name for the JSON kind of a non-null decoded ``value``."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _go_name(spec: str) -> str:
+    """Go ``reflect.Type.String()`` of the Go type spec ``spec`` (scripts/gen_schema.py)."""
+    if spec.startswith("["):
+        return "[]" + _go_name(spec[1:-1])
+    if spec.startswith("{"):
+        inner = spec[1:-1]
+        return "v1.ResourceList" if inner == "quantity" else "map[string]" + _go_name(inner)
+    if spec.startswith("string:"):
+        return spec[len("string:"):]
+    if spec[:1].isupper():
+        return _GO_NAMES[spec]
+    return _STATIC_NAMES.get(spec, spec)
+
+
+def _unmarshal_error(value: str, struct: str, field: str, go_type: str) -> str:
+    """Go's ``UnmarshalTypeError.Error()`` text with struct context."""
+    return (f"json: cannot unmarshal {value} into Go struct field {struct}.{field} "
+            f"of type {go_type}")
+
+
+def _int_error(value: Any, go_type: str) -> str | None:
+    """The ``Value`` part of Go's error for ``value`` decoded into integer type
+    ``go_type``, or ``None`` when it fits (ints, and integer-valued floats, in range)."""
+    low, high = _INT_RANGES[go_type]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _json_kind(value)
+    if isinstance(value, float):
+        if value.is_integer() and low <= value <= high:
+            return None
+        return f"number {value!r}"
+    return None if low <= value <= high else f"number {value}"
+
+
+def _check_struct(type_name: str, obj: Mapping[str, Any], path: str, recorded: list[str],
+                  top: bool = False) -> str | None:
+    """Check the known fields of ``obj`` (of model ``type_name``, at JSON path ``path``)
+    in document order: append plain type errors to ``recorded``; return the first fatal
+    error (a custom decoder's), at which the walk stops, or ``None``."""
+    fields = _GO_TYPES[type_name]
+    struct = _GO_NAMES[type_name].rpartition(".")[2]
+    for key, value in obj.items():
+        spec = fields.get(key) if isinstance(key, str) else None
+        if spec is None or (top and key in ("apiVersion", "kind")):
+            continue
+        field = f"{path}.{key}" if path else key
+        fatal = _check_value(spec, value, struct, field, recorded)
+        if fatal is not None:
+            return fatal
+    return None
+
+
+def _check_value(spec: str, value: Any, struct: str, field: str,
+                 recorded: list[str]) -> str | None:
+    """Check ``value`` against Go type spec ``spec``; ``struct``/``field`` are Go's error
+    context (the enclosing struct's name and the JSON field path). Same result contract as
+    :func:`_check_struct`."""
+    if value is None or spec == "any":
+        return None
+    if spec == "time":
+        if isinstance(value, str):
+            return None
+        return _unmarshal_error(_json_kind(value), struct, field, "string")
+    if spec == "intstr":
+        if isinstance(value, str):
+            return None
+        wrong = _int_error(value, "int32")
+        return None if wrong is None else _unmarshal_error(wrong, struct, field, "int32")
+    if spec == "quantity":
+        if isinstance(value, str) or _json_kind(value) == "number":
+            return None
+        return QUANTITY_FORMAT_ERROR
+    if spec.startswith("["):
+        inner = spec[1:-1]
+        if inner == "uint8" and isinstance(value, str):
+            return None
+        if not isinstance(value, list):
+            recorded.append(_unmarshal_error(_json_kind(value), struct, field, _go_name(spec)))
+            return None
+        for item in value:
+            fatal = _check_value(inner, item, struct, field, recorded)
+            if fatal is not None:
+                return fatal
+        return None
+    if spec.startswith("{"):
+        if not isinstance(value, Mapping):
+            recorded.append(_unmarshal_error(_json_kind(value), struct, field, _go_name(spec)))
+            return None
+        for item in value.values():
+            fatal = _check_value(spec[1:-1], item, struct, field, recorded)
+            if fatal is not None:
+                return fatal
+        return None
+    if spec[:1].isupper():
+        if isinstance(value, Mapping):
+            return _check_struct(spec, value, field, recorded)
+        recorded.append(_unmarshal_error(_json_kind(value), struct, field, _go_name(spec)))
+        return None
+    bad: str | None
+    if spec in _INT_RANGES:
+        bad = _int_error(value, spec)
+    elif spec == "bool":
+        bad = None if isinstance(value, bool) else _json_kind(value)
+    elif spec == "float64":
+        bad = None if _json_kind(value) == "number" else _json_kind(value)
+    else:  # "string" and named string types
+        bad = None if isinstance(value, str) else _json_kind(value)
+    if bad is not None:
+        recorded.append(_unmarshal_error(bad, struct, field, _go_name(spec)))
+    return None
