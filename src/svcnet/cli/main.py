@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "resourceVersion (default: %(default)s)")
     api.add_argument("--bookmark-interval", type=float, default=60.0,
                      help="seconds between BOOKMARK events on watches that ask for them")
+    cm = sub.add_parser("controller-manager", help="run the controllers alone")
+    _add_common(cm)
+    cm.add_argument("--kubeconfig", type=Path, default=None,
+                    help="default: <data-dir>/kubeconfig")
     return parser
 
 
@@ -79,11 +83,20 @@ def run_apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_controller_manager(args: argparse.Namespace) -> int:
+    from svcnet.controllers.manager import run
+    _install_loop()
+    asyncio.run(run(args.kubeconfig or args.data_dir.resolve() / "kubeconfig"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command == "apiserver":
         return run_apiserver(args)
+    if args.command == "controller-manager":
+        return run_controller_manager(args)
     if args.command == "up":
         return supervisor.up(args)
     if args.command == "down":

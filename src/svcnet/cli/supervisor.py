@@ -103,6 +103,9 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                                 "--port", str(args.api_port),
                                 "--service-cidr", args.service_cidr, *verbose],
                   log_path=data_dir / "logs" / "apiserver.log"),
+        Component("controller-manager", [*py, "controller-manager", "--data-dir",
+                                         str(data_dir), *verbose],
+                  log_path=data_dir / "logs" / "controller-manager.log"),
     ]
 
 
@@ -183,11 +186,12 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         _pid_file(self.data_dir).write_text(str(os.getpid()))
         try:
-            for c in self.components:
-                c.start()
             api = self.components[0]
+            api.start()
             if wait_ready(f"https://127.0.0.1:{self.api_port}/readyz",
                           self.data_dir / "pki" / "ca.crt", timeout=60.0, proc=api.proc):
+                for c in self.components[1:]:
+                    c.start()
                 print(_usage(self.data_dir, self.api_port), flush=True)
                 print("Press Ctrl-C to stop.", flush=True)
             else:
@@ -204,6 +208,10 @@ class Supervisor:
     def _restart_dead(self) -> None:
         now = time.monotonic()
         for c in self.components:
+            if c.proc is None and self.components[0].proc is not None and \
+                    self.components[0].proc.poll() is None:
+                c.start()  # the API server became ready late
+                continue
             if c.proc is None or c.proc.poll() is None:
                 continue
             if c.next_start == 0.0:

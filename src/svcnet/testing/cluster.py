@@ -41,6 +41,7 @@ class APIServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="svcnet-home-")))
     extra_args: list[str] = field(default_factory=list)
+    controllers: subprocess.Popen[bytes] | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -80,7 +81,9 @@ class APIServerProcess:
         return "\n".join(lines[-n:])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Stop the server by its PID (SIGTERM, SIGKILL after ``timeout``)."""
+        """Stop the server (and the controller-manager, if started) by PID: SIGTERM,
+        SIGKILL after ``timeout``."""
+        self.stop_controllers()
         p, self.proc = self.proc, None
         if p is None or p.poll() is not None:
             return
@@ -107,6 +110,37 @@ class APIServerProcess:
         res = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True,
                              timeout=timeout, env={**self.env(), **(env or {})})
         return KubectlResult(res.returncode, res.stdout, res.stderr)
+
+    # --- the controller-manager ---------------------------------------------------------
+
+    def start_controllers(self) -> subprocess.Popen[bytes]:
+        """Start ``svcnet controller-manager`` against this server (stopped by
+        :meth:`stop_controllers` or :meth:`stop`)."""
+        log = open(self.data_dir / "controller-manager.log", "ab")  # noqa: SIM115
+        self.controllers = subprocess.Popen(
+            [sys.executable, "-m", "svcnet.cli.main", "controller-manager", "--kubeconfig",
+             str(self.kubeconfig), "-v"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self.controllers
+
+    def stop_controllers(self, sig: int = signal.SIGTERM) -> None:
+        p, self.controllers = self.controllers, None
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def controllers_log(self, n: int = 60) -> str:
+        try:
+            text = (self.data_dir / "controller-manager.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-n:])
 
     def __enter__(self) -> APIServerProcess:
         self.start()

@@ -1,0 +1,63 @@
+"""``svcnet controller-manager``: every controller, sharing one client and one set of
+informers, talking to the API server only through the Kubernetes API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from svcnet.client.api import APIClient
+from svcnet.controllers.base import Controller
+from svcnet.controllers.events import EventRecorder
+from svcnet.informer.shared import InformerFactory
+
+log = logging.getLogger("svcnet.controller-manager")
+
+
+def build_controllers(client: APIClient, factory: InformerFactory,
+                      recorder: EventRecorder) -> list[Controller]:
+    """Every controller, registered on the factory's informers (not yet started)."""
+    from svcnet.controllers.deployment import DeploymentController
+    from svcnet.controllers.endpoints import EndpointsController
+    from svcnet.controllers.endpointslice import EndpointSliceController
+    from svcnet.controllers.endpointslice_mirroring import EndpointSliceMirroringController
+    from svcnet.controllers.gc import GarbageCollector
+    from svcnet.controllers.replicaset import ReplicaSetController
+    return [
+        ReplicaSetController(client, factory, recorder),
+        DeploymentController(client, factory, recorder),
+        GarbageCollector(client, factory, recorder),
+        EndpointsController(client, factory, recorder),
+        EndpointSliceController(client, factory, recorder),
+        EndpointSliceMirroringController(client, factory, recorder),
+    ]
+
+
+async def run(kubeconfig: Path, sync_timeout: float = 60.0) -> None:
+    """Run until SIGTERM/SIGINT or cancellation."""
+    client = APIClient.from_kubeconfig(kubeconfig, user_agent="svcnet-controller-manager")
+    factory = InformerFactory(client)
+    recorder = EventRecorder(client, "controller-manager", socket.gethostname())
+    controllers = build_controllers(client, factory, recorder)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    factory.start()
+    try:
+        if not await factory.wait_for_sync(sync_timeout):
+            log.warning("informers not synced after %.0fs; starting anyway", sync_timeout)
+        for c in controllers:
+            c.start()
+        log.info("controllers running: %s", ", ".join(c.name for c in controllers))
+        await stop.wait()
+    finally:
+        for c in controllers:
+            await c.stop()
+        await factory.stop()
+        await client.close()
