@@ -9,6 +9,7 @@ one error tree of the project), or ``APIError`` with code 0 for transport failur
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import ssl
@@ -169,16 +170,24 @@ class APIClient:
         """One request; the decoded JSON reply. Raises APIError for non-2xx answers."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
-        try:
-            async with self._http().request(
-                    method, path, data=data, headers=headers, params=params or None,
-                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                raw = await resp.read()
-                if resp.status >= 300:
-                    raise _status_error(resp.status, raw)
-                return json.loads(raw) if raw else None
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as e:
-            raise TransportError(f"{method} {path}: {e!r}") from None
+        for attempt in (1, 2):
+            try:
+                async with self._http().request(
+                        method, path, data=data, headers=headers, params=params or None,
+                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 300:
+                        raise _status_error(resp.status, raw)
+                    return json.loads(raw) if raw else None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                # A pooled keep-alive connection the server had already closed (e.g. it
+                # restarted): the request never reached a live server, so one retry on a
+                # fresh connection is safe.
+                if attempt == 2 or not _stale_connection(e):
+                    raise TransportError(f"{method} {path}: {e!r}") from None
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as e:
+                raise TransportError(f"{method} {path}: {e!r}") from None
+        raise AssertionError("unreachable")
 
     # --- verbs -----------------------------------------------------------------------
 
@@ -259,6 +268,12 @@ class APIClient:
                     yield WatchEvent(ev["type"], ev["object"])
         except (aiohttp.ClientError, ConnectionError) as e:
             raise TransportError(f"watch {r.resource}: {e!r}") from None
+
+
+def _stale_connection(e: Exception) -> bool:
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return True
+    return isinstance(e, aiohttp.ClientOSError) and e.errno in (errno.EPIPE, errno.ECONNRESET)
 
 
 def _params(**kw: str) -> dict[str, str]:
