@@ -33,6 +33,7 @@ test: lint unit
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/api/run.py
+	$(PY) bench/endpoints/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
