@@ -25,6 +25,7 @@ _SUB_VERBS: dict[str, tuple[str, ...]] = {
     "portforward": ("create", "get"),
     "attach": ("create", "get"),
     "eviction": ("create",),
+    "binding": ("create",),
     "proxy": ("create", "delete", "get", "patch", "update"),
     "finalize": ("update",),
 }
@@ -34,6 +35,7 @@ _SUB_KINDS: dict[str, tuple[str, str, str]] = {
     "portforward": ("", "v1", "PodPortForwardOptions"),
     "attach": ("", "v1", "PodAttachOptions"),
     "eviction": ("policy", "v1", "Eviction"),
+    "binding": ("", "v1", "Binding"),
     "proxy": ("", "v1", "ServiceProxyOptions"),
 }
 

@@ -195,6 +195,11 @@ class APIServerApp:
                 return await self._patch(request, rr)
             if m == "DELETE" and not rr.subresource:
                 return await self._delete(request, rr)
+            if m == "POST" and rr.subresource == "binding":
+                body = await self._body(request)
+                st = await self.registry.bind(rr.namespace or "", rr.name, body,
+                                              self._write_opts(request))
+                return json_response(st, 201)
         raise errors.method_not_allowed(
             "the server does not allow this method on the requested resource")
 

@@ -504,6 +504,44 @@ class Registry:
             self.allocator.release_unused(gone, None)
         return gone
 
+    # --- pods/binding ------------------------------------------------------------------
+
+    async def bind(self, ns: str, name: str, body: Any, opts: WriteOptions) -> Obj:
+        """Assign a pod to a node (what a scheduler does): sets ``spec.nodeName`` once and
+        the ``PodScheduled`` condition. Returns a Success Status."""
+        pods = kinds.lookup("", "pods")
+        assert pods is not None
+        target = (body or {}).get("target") or {} if isinstance(body, dict) else {}
+        node = target.get("name", "")
+        if not node:
+            raise errors.invalid_object("Binding", "", name, [
+                errors.required("target.name")])
+        now = self.now()
+
+        def update(cur: Obj) -> Obj:
+            if (cur.get("spec") or {}).get("nodeName"):
+                raise errors.conflict("pods", "", name,
+                                      f'pod {name} is already assigned to node '
+                                      f'"{cur["spec"]["nodeName"]}"')
+            if meta(cur).get("deletionTimestamp"):
+                raise errors.conflict("pods", "", name,
+                                      "pod is being deleted, cannot be assigned to a host")
+            new = copy.deepcopy(cur)
+            new.setdefault("spec", {})["nodeName"] = node
+            status = new.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": now})
+            status["conditions"] = conds
+            return new
+        if not opts.dry_run:
+            try:
+                await self.store.guaranteed_update(store_key(pods, ns, name), update)
+            except store_base.KeyNotFound:
+                raise errors.not_found("pods", "", name) from None
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
+
     # --- delete ------------------------------------------------------------------------
 
     async def delete(self, r: ResourceInfo, ns: str | None, name: str,

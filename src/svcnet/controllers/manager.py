@@ -27,7 +27,9 @@ def build_controllers(client: APIClient, factory: InformerFactory,
     from svcnet.controllers.endpointslice_mirroring import EndpointSliceMirroringController
     from svcnet.controllers.gc import GarbageCollector
     from svcnet.controllers.replicaset import ReplicaSetController
+    from svcnet.controllers.scheduler import Scheduler
     return [
+        Scheduler(client, factory, recorder),
         ReplicaSetController(client, factory, recorder),
         DeploymentController(client, factory, recorder),
         GarbageCollector(client, factory, recorder),

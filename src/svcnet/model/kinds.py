@@ -62,7 +62,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
        subresources=("status", "finalize"), has_status=True,
        verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _r("", "v1", "pods", "Pod", "pod", True, short_names=("po",), categories=("all",),
-       subresources=("status", "log", "exec", "portforward", "attach", "eviction"),
+       subresources=("status", "binding", "log", "exec", "portforward", "attach", "eviction"),
        has_status=True),
     _r("", "v1", "services", "Service", "service", True, short_names=("svc",),
        categories=("all",), subresources=("status", "proxy"), has_status=True,
@@ -100,6 +100,14 @@ _BY_KIND: dict[str, ResourceInfo] = {r.kind: r for r in RESOURCES}
 def lookup(group: str, resource: str) -> ResourceInfo | None:
     """The resource at ``/api[s]/<group>/<version>/<resource>``, or None."""
     return _BY_GR.get((group, resource))
+
+
+def require(group: str, resource: str) -> ResourceInfo:
+    """Like :func:`lookup` for a resource the caller knows is served; KeyError otherwise."""
+    r = _BY_GR.get((group, resource))
+    if r is None:
+        raise KeyError(f"{resource}.{group}" if group else resource)
+    return r
 
 
 def by_kind(kind: str, api_version: str | None = None) -> ResourceInfo | None:
