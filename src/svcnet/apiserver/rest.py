@@ -566,13 +566,15 @@ class Registry:
             finalizers.append("foregroundDeletion")
         elif policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
-        graceful = bool(finalizers) or r is NAMESPACES
+        grace = _pod_grace_period(cur, options) if r.resource == "pods" else 0
+        graceful = bool(finalizers) or r is NAMESPACES or grace > 0
         if opts.dry_run:
             return (cur if r.resource in _RETURNS_DELETED_OBJECT else
                     _status_success(r, cur)), 200
         if graceful:
-            return await self._mark_deleting(r, ns, name, finalizers, preconditions), 202 \
-                if r is not NAMESPACES else 200
+            obj = await self._mark_deleting(r, ns, name, finalizers, preconditions, grace)
+            # A pod waiting for its node to stop it answers 200 with the object, as upstream.
+            return obj, 202 if finalizers and r is not NAMESPACES else 200
         try:
             gone = await self.store.delete(key, preconditions)
         except store_base.KeyNotFound:
@@ -586,14 +588,17 @@ class Registry:
                 _status_success(r, gone)), 200
 
     async def _mark_deleting(self, r: ResourceInfo, ns: str | None, name: str,
-                             finalizers: list[str], pre: Preconditions) -> Obj:
-        now = self.now()
+                             finalizers: list[str], pre: Preconditions, grace: int = 0) -> Obj:
+        when = objects.format_time(self.clock() + dt.timedelta(seconds=grace))
 
         def update(cur: Obj) -> Obj:
             new = copy.deepcopy(cur)
             m = meta(new)
-            m.setdefault("deletionTimestamp", now)
-            m.setdefault("deletionGracePeriodSeconds", 0)
+            old_grace = m.get("deletionGracePeriodSeconds")
+            if "deletionTimestamp" not in m or (old_grace is not None and grace < old_grace):
+                # A second delete may only shorten the grace period.
+                m["deletionTimestamp"] = when
+                m["deletionGracePeriodSeconds"] = grace
             if finalizers:
                 m["finalizers"] = finalizers
             if r is NAMESPACES:
@@ -640,6 +645,23 @@ class Registry:
 
 class _DryRunDone(Exception):  # noqa: N818 - control flow out of guaranteed_update
     pass
+
+
+def _pod_grace_period(pod: Obj, options: Obj) -> int:
+    """Seconds a pod gets to stop before it is removed; 0 means remove it now (not bound
+    to a node, already finished, or deleted with gracePeriodSeconds=0)."""
+    spec = pod.get("spec") or {}
+    if not spec.get("nodeName"):
+        return 0
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    g = options.get("gracePeriodSeconds")
+    if g is None:
+        g = spec.get("terminationGracePeriodSeconds", 30)
+    try:
+        return max(0, int(g))
+    except (TypeError, ValueError):
+        return 30
 
 
 def _match_url_name(obj: Obj, name: str) -> None:
