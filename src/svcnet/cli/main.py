@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(cm)
     cm.add_argument("--kubeconfig", type=Path, default=None,
                     help="default: <data-dir>/kubeconfig")
+    cm.add_argument("--pod-gc-quarantine", type=float, default=40.0,
+                    help="seconds before pods bound to a missing node are deleted")
     return parser
 
 
@@ -86,7 +88,8 @@ def run_apiserver(args: argparse.Namespace) -> int:
 def run_controller_manager(args: argparse.Namespace) -> int:
     from svcnet.controllers.manager import run
     _install_loop()
-    asyncio.run(run(args.kubeconfig or args.data_dir.resolve() / "kubeconfig"))
+    asyncio.run(run(args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
+                    pod_gc_quarantine=args.pod_gc_quarantine))
     return 0
 
 

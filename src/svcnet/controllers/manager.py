@@ -19,17 +19,20 @@ log = logging.getLogger("svcnet.controller-manager")
 
 
 def build_controllers(client: APIClient, factory: InformerFactory,
-                      recorder: EventRecorder) -> list[Controller]:
+                      recorder: EventRecorder, pod_gc_quarantine: float = 40.0
+                      ) -> list[Controller]:
     """Every controller, registered on the factory's informers (not yet started)."""
     from svcnet.controllers.deployment import DeploymentController
     from svcnet.controllers.endpoints import EndpointsController
     from svcnet.controllers.endpointslice import EndpointSliceController
     from svcnet.controllers.endpointslice_mirroring import EndpointSliceMirroringController
     from svcnet.controllers.gc import GarbageCollector
+    from svcnet.controllers.podgc import PodGC
     from svcnet.controllers.replicaset import ReplicaSetController
     from svcnet.controllers.scheduler import Scheduler
     return [
         Scheduler(client, factory, recorder),
+        PodGC(client, factory, recorder, quarantine=pod_gc_quarantine),
         ReplicaSetController(client, factory, recorder),
         DeploymentController(client, factory, recorder),
         GarbageCollector(client, factory, recorder),
@@ -39,12 +42,13 @@ def build_controllers(client: APIClient, factory: InformerFactory,
     ]
 
 
-async def run(kubeconfig: Path, sync_timeout: float = 60.0) -> None:
+async def run(kubeconfig: Path, sync_timeout: float = 60.0,
+              pod_gc_quarantine: float = 40.0) -> None:
     """Run until SIGTERM/SIGINT or cancellation."""
     client = APIClient.from_kubeconfig(kubeconfig, user_agent="svcnet-controller-manager")
     factory = InformerFactory(client)
     recorder = EventRecorder(client, "controller-manager", socket.gethostname())
-    controllers = build_controllers(client, factory, recorder)
+    controllers = build_controllers(client, factory, recorder, pod_gc_quarantine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -119,7 +119,7 @@ class APIServerProcess:
         log = open(self.data_dir / "controller-manager.log", "ab")  # noqa: SIM115
         self.controllers = subprocess.Popen(
             [sys.executable, "-m", "svcnet.cli.main", "controller-manager", "--kubeconfig",
-             str(self.kubeconfig), "-v"],
+             str(self.kubeconfig), "-v", "--pod-gc-quarantine", "2"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         return self.controllers
