@@ -1,0 +1,1 @@
+"""Tests of the exec and port-forward streaming protocols."""
