@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from svcnet.controllers.events import EventRecorder
+from svcnet.client.events import EventRecorder
 from svcnet.controllers.gc import (
     Action,
     DependentPlan,

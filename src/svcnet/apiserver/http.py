@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from svcnet.apiserver import discovery, objects, watch
+from svcnet.apiserver.nodeproxy import NodeProxy
 from svcnet.apiserver.objects import Obj, store_prefix
 from svcnet.apiserver.request import (
     ResourceRequest,
@@ -75,6 +76,7 @@ class APIServerApp:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout_range = watch_timeout_range
         self.lines = watch.LineCache()
+        self.nodes = NodeProxy(registry, token)
         self.ready = False
 
     # --- application -------------------------------------------------------------------
@@ -173,10 +175,13 @@ class APIServerApp:
             return self._discovery_or_404(path)
         m, q = request.method, request.query
         is_watch = rr.watch_path or query_bool(q.get("watch"))
-        if rr.subresource in ("log", "exec", "portforward", "attach", "proxy", "eviction"):
-            raise errors.bad_request(
-                f"{rr.subresource} is served by the node agent, which this cluster does not "
-                "run yet")
+        if rr.subresource == "log" and m == "GET" and rr.name:
+            return await self.nodes.log(request, rr.namespace or "", rr.name)
+        if rr.subresource in ("exec", "portforward") and m in ("GET", "POST") and rr.name:
+            return await self.nodes.stream(request, rr.namespace or "", rr.name,
+                                           rr.subresource)
+        if rr.subresource in ("attach", "proxy", "eviction"):
+            raise errors.method_not_allowed(f"{rr.subresource} is not supported by svcnet")
         if rr.name is None:
             if m == "GET":
                 return await (self._watch(request, rr) if is_watch else self._list(request, rr))

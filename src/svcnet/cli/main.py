@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: <data-dir>/kubeconfig")
     cm.add_argument("--pod-gc-quarantine", type=float, default=40.0,
                     help="seconds before pods bound to a missing node are deleted")
+    ag = sub.add_parser("agent", help="run the node agent alone")
+    _add_common(ag)
+    ag.add_argument("--kubeconfig", type=Path, default=None,
+                    help="default: <data-dir>/kubeconfig")
+    ag.add_argument("--node-name", default=None, help="default: the host name")
+    ag.add_argument("--runtime", choices=("netns", "process"), default=None,
+                    help="default: netns as root on Linux, else process")
+    ag.add_argument("--pod-cidr", default="10.244.0.0/24")
+    ag.add_argument("--port", type=int, default=10250,
+                    help="loopback port the API server reaches the agent on")
+    ag.add_argument("--cluster-dns", default="10.96.0.10")
+    ag.add_argument("--image-map", type=Path, default=None,
+                    help="YAML file mapping image names to commands "
+                         "(default: <data-dir>/images.yaml)")
     return parser
 
 
@@ -93,11 +107,28 @@ def run_controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_agent(args: argparse.Namespace) -> int:
+    from svcnet.agent import main as agent_main
+    from svcnet.agent.agent import AgentConfig
+    _install_loop()
+    data = args.data_dir.resolve()
+    name = args.node_name or agent_main.default_node_name()
+    cfg = AgentConfig(node_name=name, data_dir=data / "nodes" / name,
+                      kubeconfig=args.kubeconfig or data / "kubeconfig",
+                      runtime=args.runtime or agent_main.default_runtime(),
+                      pod_cidr=args.pod_cidr, port=args.port, cluster_dns=args.cluster_dns,
+                      image_map_file=args.image_map or data / "images.yaml")
+    asyncio.run(agent_main.run(cfg))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command == "apiserver":
         return run_apiserver(args)
+    if args.command == "agent":
+        return run_agent(args)
     if args.command == "controller-manager":
         return run_controller_manager(args)
     if args.command == "up":

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcnet.client.api import APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers import podinfo as pi
 from svcnet.controllers.base import Controller
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.cache import split_key
 from svcnet.informer.shared import InformerFactory
 from svcnet.model import errors

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcnet.client.api import APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers import podinfo as pi
 from svcnet.controllers.base import Controller
 from svcnet.controllers.endpointslice import (
@@ -35,7 +36,6 @@ from svcnet.controllers.endpointslice import (
     slice_prefix,
     slice_service_key,
 )
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.cache import object_key
 from svcnet.informer.shared import InformerFactory
 

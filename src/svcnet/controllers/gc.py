@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcnet.client.api import MERGE_PATCH, APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.shared import InformerFactory, SharedInformer
 from svcnet.model import errors, kinds
 from svcnet.model.kinds import ResourceInfo

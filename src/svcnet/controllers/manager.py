@@ -11,8 +11,8 @@ import socket
 from pathlib import Path
 
 from svcnet.client.api import APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.shared import InformerFactory
 
 log = logging.getLogger("svcnet.controller-manager")

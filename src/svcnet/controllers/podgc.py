@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from svcnet.client.api import APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.cache import split_key
 from svcnet.informer.shared import InformerFactory
 from svcnet.model import errors, kinds

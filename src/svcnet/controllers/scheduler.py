@@ -12,8 +12,8 @@ import datetime as dt
 from typing import Any
 
 from svcnet.client.api import MERGE_PATCH, APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
-from svcnet.controllers.events import EventRecorder
 from svcnet.informer.cache import split_key
 from svcnet.informer.shared import InformerFactory
 from svcnet.model import errors, kinds
