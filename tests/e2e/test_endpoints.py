@@ -377,14 +377,20 @@ def test_named_target_ports_resolved_per_pod(cluster: APIServerProcess,
         set_status(core, n, f"10.244.2.{i + 2}", ready=True)
     # Repacked: a subset per distinct address set — http:8080 {a}, http:8081 {b},
     # metrics:9100 {a, b, c} (multi-c lacks the named port, so it only serves 9100).
-    ep = wait_for("three subsets", endpoints_where(
-        core, "multi", lambda e: len(e.get("subsets") or []) == 3))
-    got = sorted((sorted(a["targetRef"]["name"] for a in s["addresses"]),
-                  [(p["name"], p["port"]) for p in s["ports"]]) for s in ep["subsets"])
-    assert got == [(["multi-a"], [("http", 8080)]),
-                   (["multi-a", "multi-b", "multi-c"], [("metrics", 9100)]),
-                   (["multi-b"], [("http", 8081)])]
-    items = wait_for("three slices", slices_where(disc, "multi", lambda s: len(s) == 3))
+    want = [(["multi-a"], [("http", 8080)]),
+            (["multi-a", "multi-b", "multi-c"], [("metrics", 9100)]),
+            (["multi-b"], [("http", 8081)])]
+
+    def packed(e: dict[str, Any]) -> list[Any]:
+        return sorted((sorted(a["targetRef"]["name"] for a in s.get("addresses") or []),
+                       [(p["name"], p["port"]) for p in s["ports"]])
+                      for s in e.get("subsets") or [])
+    # Wait for the final state: intermediate ones (a pod not yet ready) also have subsets.
+    ep = wait_for("subsets for all three pods",
+                  endpoints_where(core, "multi", lambda e: packed(e) == want))
+    assert packed(ep) == want
+    items = wait_for("three slices", slices_where(
+        disc, "multi", lambda s: len(s) == 3 and sum(len(x["endpoints"]) for x in s) == 3))
     by_pod = {e["targetRef"]["name"]: sorted((p["name"], p["port"]) for p in s["ports"])
               for s in items for e in s["endpoints"]}
     assert by_pod == {"multi-a": [("http", 8080), ("metrics", 9100)],
