@@ -116,6 +116,10 @@ class Agent:
             raise ContainerConfigError("ErrImagePull", str(e)) from None
         full_env = {**img.default_env, **env}
         full_env.setdefault("HOSTNAME", spec.get("hostname") or meta.get("name", ""))
+        if self.cfg.runtime == "netns":
+            # The pod has a network namespace of its own: the demo images listen on every
+            # address in it (as their real counterparts do), loopback included.
+            full_env.setdefault("SVCNET_BIND_ADDRESS", "0.0.0.0")
         port = next((p.get("containerPort") for p in container.get("ports") or []
                      if p.get("containerPort")), None)
         if port and "PORT" not in full_env:

@@ -61,10 +61,10 @@ class PodProbes:
 
     def _on_change(self, name: str, probe_type: ProbeType, result: Result,
                    last: ProbeResult | None) -> None:
-        if result is Result.FAILURE:
-            detail = last.message if last is not None else ""
+        if result is Result.FAILURE and last is not None and last.result is Result.FAILURE:
+            # A failed probe (not a readiness reset because the container stopped).
             self.agent.record_event(self.worker.pod, "Warning", "Unhealthy",
-                                    f"{probe_type.value} probe failed: {detail}")
+                                    f"{probe_type.value} probe failed: {last.message}")
             if probe_type in (ProbeType.LIVENESS, ProbeType.STARTUP):
                 self.agent.record_event(
                     self.worker.pod, "Normal", "Killing",

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--proxy-mode", default="userspace",
                     choices=("userspace", "iptables", "nftables", "ipvs"))
     up.add_argument("--service-cidr", default="10.96.0.0/12")
+    up.add_argument("--agent-port", type=int, default=10250,
+                    help="loopback port of the node agent (logs, exec, port-forward)")
+    up.add_argument("--node-name", default=None, help="default: the host name")
     up.add_argument("--detach", action="store_true",
                     help="run in the background; stop with `svcnet down`")
 

@@ -106,6 +106,12 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
         Component("controller-manager", [*py, "controller-manager", "--data-dir",
                                          str(data_dir), *verbose],
                   log_path=data_dir / "logs" / "controller-manager.log"),
+        Component("agent", [*py, "agent", "--data-dir", str(data_dir),
+                            "--port", str(args.agent_port),
+                            *(["--runtime", args.runtime] if args.runtime else []),
+                            *(["--node-name", args.node_name] if args.node_name else []),
+                            *verbose],
+                  log_path=data_dir / "logs" / "agent.log"),
     ]
 
 

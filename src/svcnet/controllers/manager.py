@@ -18,10 +18,10 @@ from svcnet.informer.shared import InformerFactory
 log = logging.getLogger("svcnet.controller-manager")
 
 
-def build_controllers(client: APIClient, factory: InformerFactory,
-                      recorder: EventRecorder, pod_gc_quarantine: float = 40.0
-                      ) -> list[Controller]:
-    """Every controller, registered on the factory's informers (not yet started)."""
+def build_controllers(client: APIClient, factory: InformerFactory, host: str,
+                      pod_gc_quarantine: float = 40.0) -> list[Controller]:
+    """Every controller, registered on the factory's informers (not yet started); each
+    records events under its upstream component name (``From`` in ``kubectl describe``)."""
     from svcnet.controllers.deployment import DeploymentController
     from svcnet.controllers.endpoints import EndpointsController
     from svcnet.controllers.endpointslice import EndpointSliceController
@@ -30,15 +30,19 @@ def build_controllers(client: APIClient, factory: InformerFactory,
     from svcnet.controllers.podgc import PodGC
     from svcnet.controllers.replicaset import ReplicaSetController
     from svcnet.controllers.scheduler import Scheduler
+
+    def rec(component: str) -> EventRecorder:
+        return EventRecorder(client, component, host)
     return [
-        Scheduler(client, factory, recorder),
-        PodGC(client, factory, recorder, quarantine=pod_gc_quarantine),
-        ReplicaSetController(client, factory, recorder),
-        DeploymentController(client, factory, recorder),
-        GarbageCollector(client, factory, recorder),
-        EndpointsController(client, factory, recorder),
-        EndpointSliceController(client, factory, recorder),
-        EndpointSliceMirroringController(client, factory, recorder),
+        Scheduler(client, factory, rec("default-scheduler")),
+        PodGC(client, factory, rec("pod-garbage-collector"), quarantine=pod_gc_quarantine),
+        ReplicaSetController(client, factory, rec("replicaset-controller")),
+        DeploymentController(client, factory, rec("deployment-controller")),
+        GarbageCollector(client, factory, rec("garbage-collector-controller")),
+        EndpointsController(client, factory, rec("endpoint-controller")),
+        EndpointSliceController(client, factory, rec("endpointslice-controller")),
+        EndpointSliceMirroringController(client, factory,
+                                         rec("endpointslice-mirroring-controller")),
     ]
 
 
@@ -47,8 +51,7 @@ async def run(kubeconfig: Path, sync_timeout: float = 60.0,
     """Run until SIGTERM/SIGINT or cancellation."""
     client = APIClient.from_kubeconfig(kubeconfig, user_agent="svcnet-controller-manager")
     factory = InformerFactory(client)
-    recorder = EventRecorder(client, "controller-manager", socket.gethostname())
-    controllers = build_controllers(client, factory, recorder, pod_gc_quarantine)
+    controllers = build_controllers(client, factory, socket.gethostname(), pod_gc_quarantine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
