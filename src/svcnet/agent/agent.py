@@ -223,26 +223,30 @@ class Agent:
 
     # --- run ---------------------------------------------------------------------------
 
-    async def run(self, server_start: Any = None) -> None:
-        stop = asyncio.Event()
+    async def run(self, server_start: Any = None, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (SIGTERM/SIGINT set it too). Whatever was started is
+        stopped and removed on the way out, however early the stop comes."""
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.runtime.start()
-        self.host_ip = getattr(self.runtime, "node_ip", "127.0.0.1")
-        node = NodeAgent(self.client, node_object(
-            self.node_name, self.host_ip, self.cfg.pod_cidr, self.cfg.port, self.cfg.runtime))
+        tasks: list[asyncio.Task[None]] = []
         server = None
-        if server_start is not None:
-            server = await server_start(self)
-        await node.register()
-        self.factory.start()
-        await self.factory.wait_for_sync(60)
-        tasks = [loop.create_task(node.heartbeats()), loop.create_task(self._dispatch())]
-        for key in list(self.pods.indexer.keys()):  # noqa: SIM118 - not a dict
-            self._sync_pod(key)
         try:
+            await self.runtime.start()
+            self.host_ip = getattr(self.runtime, "node_ip", "127.0.0.1")
+            node = NodeAgent(self.client, node_object(
+                self.node_name, self.host_ip, self.cfg.pod_cidr, self.cfg.port,
+                self.cfg.runtime))
+            if server_start is not None:
+                server = await server_start(self)
+            await node.register()
+            self.factory.start()
+            await self.factory.wait_for_sync(60)
+            tasks = [loop.create_task(node.heartbeats()), loop.create_task(self._dispatch())]
+            for key in list(self.pods.indexer.keys()):  # noqa: SIM118 - not a dict
+                self._sync_pod(key)
             await stop.wait()
         finally:
             for t in tasks:

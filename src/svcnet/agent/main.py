@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from svcnet.agent.agent import Agent, AgentConfig
@@ -23,7 +25,9 @@ def default_runtime() -> str:
     return "netns" if os.geteuid() == 0 and os.path.isdir("/proc/sys/net") else "process"
 
 
-async def run(cfg: AgentConfig) -> None:
+async def run(cfg: AgentConfig, stop_requested: Callable[[], bool] = lambda: False) -> None:
+    """Run the agent; ``stop_requested`` says whether a stop came before the event loop's
+    signal handlers were in place."""
     agent = Agent(cfg)
     token = KubeConfig.load(cfg.kubeconfig).token
     agent.probe_factory = probe_hooks_factory
@@ -33,4 +37,7 @@ async def run(cfg: AgentConfig) -> None:
         await srv.start(cfg.port)
         return srv
 
-    await agent.run(start_server)
+    stop = asyncio.Event()
+    if stop_requested():
+        stop.set()
+    await agent.run(start_server, stop)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -111,6 +112,10 @@ def run_controller_manager(args: argparse.Namespace) -> int:
 
 
 def run_agent(args: argparse.Namespace) -> int:
+    # A stop asked for while the agent is still importing and starting must still clean up
+    # what it made: catch SIGTERM from here on and hand it to the agent.
+    early_stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _f: early_stop.append(signum))
     from svcnet.agent import main as agent_main
     from svcnet.agent.agent import AgentConfig
     _install_loop()
@@ -121,7 +126,7 @@ def run_agent(args: argparse.Namespace) -> int:
                       runtime=args.runtime or agent_main.default_runtime(),
                       pod_cidr=args.pod_cidr, port=args.port, cluster_dns=args.cluster_dns,
                       image_map_file=args.image_map or data / "images.yaml")
-    asyncio.run(agent_main.run(cfg))
+    asyncio.run(agent_main.run(cfg, stop_requested=lambda: bool(early_stop)))
     return 0
 
 

@@ -42,6 +42,7 @@ class APIServerProcess:
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="svcnet-home-")))
     extra_args: list[str] = field(default_factory=list)
     controllers: subprocess.Popen[bytes] | None = None
+    agent: subprocess.Popen[bytes] | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -83,6 +84,7 @@ class APIServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Stop the server (and the controller-manager, if started) by PID: SIGTERM,
         SIGKILL after ``timeout``."""
+        self.stop_agent()
         self.stop_controllers()
         p, self.proc = self.proc, None
         if p is None or p.poll() is not None:
@@ -134,6 +136,40 @@ class APIServerProcess:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+    # --- the node agent -----------------------------------------------------------------
+
+    def start_agent(self, runtime: str, node_name: str = "node-1",
+                    port: int | None = None) -> subprocess.Popen[bytes]:
+        """Start ``svcnet agent`` (stopped by :meth:`stop_agent` or :meth:`stop`)."""
+        self.agent_port = port or free_port()
+        log = open(self.data_dir / "agent.log", "ab")  # noqa: SIM115
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "svcnet.cli.main", "agent", "--data-dir",
+             str(self.data_dir), "--kubeconfig", str(self.kubeconfig), "--runtime", runtime,
+             "--node-name", node_name, "--port", str(self.agent_port), "-v"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self.agent
+
+    def stop_agent(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        """Stop the agent by PID; SIGTERM makes it remove its pods' namespaces."""
+        p, self.agent = self.agent, None
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def agent_log(self, n: int = 60) -> str:
+        try:
+            text = (self.data_dir / "agent.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-n:])
 
     def controllers_log(self, n: int = 60) -> str:
         try:

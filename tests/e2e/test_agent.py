@@ -1,0 +1,267 @@
+"""The node agent running real pods, driven by the machine's kubectl.
+
+The netns runtime needs root and iproute2; without them these tests skip. Every network
+namespace the agent makes is removed when it stops (checked at the end)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from svcnet.testing.cluster import APIServerProcess, free_port
+
+T = TypeVar("T")
+
+
+def _netns_skip_reason() -> str:
+    if os.geteuid() != 0:
+        return "the netns runtime needs root"
+    if shutil.which("ip") is None:
+        return "the netns runtime needs iproute2 (ip)"
+    if shutil.which("kubectl") is None:
+        return "kubectl is not installed"
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_netns_skip_reason()),
+                                reason=_netns_skip_reason() or "ok")
+
+
+def netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
+    before = netns_names()
+    srv = APIServerProcess(tmp_path_factory.mktemp("agent"))
+    srv.start()
+    srv.start_controllers()
+    srv.start_agent("netns", node_name=f"n{uuid.uuid4().hex[:6]}")
+    try:
+        wait_for("node Ready", lambda: "Ready" in srv.kubectl("get", "nodes").stdout)
+        yield srv
+    finally:
+        srv.stop_agent()
+        srv.stop()
+        shutil.rmtree(srv.home, ignore_errors=True)
+        left = {n for n in netns_names() - before if n.startswith("svcnet-")}
+        for name in left:  # made during this test: remove them by name, then fail
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), 9)
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+        assert not left, f"network namespaces left behind: {left}"
+
+
+def ok(srv: APIServerProcess, *args: str, input: str | None = None) -> str:
+    res = srv.kubectl(*args, input=input)
+    assert res.returncode == 0, f"kubectl {' '.join(args)}: {res.stderr}\n{srv.agent_log()}"
+    return res.stdout
+
+
+def pods(srv: APIServerProcess, selector: str) -> list[dict[str, Any]]:
+    return list(json.loads(ok(srv, "get", "pods", "-l", selector, "-o", "json"))["items"])
+
+
+def running(srv: APIServerProcess, selector: str, n: int) -> list[dict[str, Any]]:
+    def check() -> list[dict[str, Any]] | None:
+        items = [p for p in pods(srv, selector)
+                 if p["status"].get("phase") == "Running"
+                 and not p["metadata"].get("deletionTimestamp")
+                 and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
+        return items if len(items) == n else None
+    return wait_for(f"{n} running pods {selector}", check, 60)
+
+
+def endpoint_ips(srv: APIServerProcess, name: str) -> set[str]:
+    ep = json.loads(ok(srv, "get", "endpoints", name, "-o", "json"))
+    return {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
+
+
+def test_books_flow_exec_logs_port_forward(cluster: APIServerProcess) -> None:
+    ok(cluster, "create", "deployment", "alpaca-prod",
+       "--image=gcr.io/kuar-demo/kuard-amd64:blue", "--port=8080")
+    ok(cluster, "scale", "deployment", "alpaca-prod", "--replicas", "3")
+    ok(cluster, "expose", "deployment", "alpaca-prod")
+    items = running(cluster, "app=alpaca-prod", 3)
+    ips = [p["status"]["podIP"] for p in items]
+    assert len(set(ips)) == 3 and all(ip.startswith("10.244.") for ip in ips)
+    wait_for("3 endpoints", lambda: len(endpoint_ips(cluster, "alpaca-prod")) == 3)
+    a, b = items[0]["metadata"]["name"], items[1]
+    # Pod to pod across the node's bridge, from inside pod a.
+    out = ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5",
+             f"http://{b['status']['podIP']}:8080/hostname")
+    assert out.strip() == b["metadata"]["name"]
+    out = ok(cluster, "exec", a, "--", "sh", "-c", "hostname; cat /etc/resolv.conf")
+    assert out.splitlines()[0] == a
+    assert "nameserver 10.96.0.10" in out and "options ndots:5" in out
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in out
+    res = cluster.kubectl("exec", a, "--", "sh", "-c", "exit 3")
+    assert res.returncode == 3 and "command terminated with exit code 3" in res.stderr
+    # kubectl logs shows the requests the pod served.
+    ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5", f"http://{ips[1]}:8080/")
+    logs = ok(cluster, "logs", b["metadata"]["name"])
+    assert "GET /hostname" in logs
+    tail = ok(cluster, "logs", b["metadata"]["name"], "--tail=1", "--timestamps")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ", tail)
+    # port-forward serves a curl from the host (loopback).
+    port = free_port()
+    pf = subprocess.Popen(["kubectl", "port-forward", f"pod/{a}", f"{port}:8080"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=cluster.env())
+    try:
+        assert pf.stdout is not None
+        assert "Forwarding from 127.0.0.1" in pf.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as r:
+            assert r.read().decode().strip() == a
+    finally:
+        pf.terminate()
+        pf.wait(10)
+
+
+PROBED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probed}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: probed}}
+  template:
+    metadata: {labels: {app: probed}}
+    spec:
+      containers:
+      - name: kuard
+        image: gcr.io/kuar-demo/kuard-amd64:blue
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2,
+                         failureThreshold: 3}
+        livenessProbe: {httpGet: {path: /healthy, port: 8080}, periodSeconds: 1,
+                        failureThreshold: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: probed}
+spec:
+  selector: {app: probed}
+  ports: [{port: 8080}]
+"""
+
+
+def test_readiness_and_liveness_probes(cluster: APIServerProcess) -> None:
+    ok(cluster, "apply", "-f", "-", input=PROBED)
+    items = running(cluster, "app=probed", 2)
+    wait_for("2 endpoints", lambda: len(endpoint_ips(cluster, "probed")) == 2)
+    victim = items[0]
+    name, ip = victim["metadata"]["name"], victim["status"]["podIP"]
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "http://127.0.0.1:8080/ready/fail")
+    t0 = time.monotonic()
+    wait_for("endpoint removed", lambda: ip not in endpoint_ips(cluster, "probed"), 15)
+    # period 2 s x threshold 3, plus a second for the controllers.
+    assert time.monotonic() - t0 <= 2 * 3 + 1 + 1
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "http://127.0.0.1:8080/ready/ok")
+    wait_for("endpoint back", lambda: ip in endpoint_ips(cluster, "probed"), 15)
+    # A liveness failure restarts the container: RESTARTS grows.
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3",
+       "http://127.0.0.1:8080/healthy/fail")
+
+    def restarted() -> bool:
+        p = json.loads(ok(cluster, "get", "pod", name, "-o", "json"))
+        return any(c.get("restartCount", 0) >= 1 for c in p["status"]["containerStatuses"])
+    wait_for("a restart", restarted, 20)
+    rows = ok(cluster, "get", "pod", name).splitlines()
+    assert re.search(r"\s1 \(\d+s ago\)\s", rows[1]), rows
+    events = ok(cluster, "get", "events", "--field-selector", f"involvedObject.name={name}")
+    assert "Liveness probe failed" in events
+
+
+def test_service_environment_variables(cluster: APIServerProcess) -> None:
+    ok(cluster, "create", "service", "clusterip", "redis-primary", "--tcp=6379:6379")
+    ok(cluster, "run", "envcheck", "--image=busybox", "--command", "--", "sleep", "3600")
+    running(cluster, "run=envcheck", 1)
+    out = ok(cluster, "exec", "envcheck", "--", "env")
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    ip = json.loads(ok(cluster, "get", "svc", "redis-primary", "-o", "json"))["spec"][
+        "clusterIP"]
+    assert env["REDIS_PRIMARY_SERVICE_HOST"] == ip
+    assert env["REDIS_PRIMARY_SERVICE_PORT"] == "6379"
+    assert env["REDIS_PRIMARY_PORT"] == f"tcp://{ip}:6379"
+    assert env["REDIS_PRIMARY_PORT_6379_TCP_ADDR"] == ip
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+
+
+def test_agent_kill_9_then_restart_recreates_pods(cluster: APIServerProcess) -> None:
+    ok(cluster, "create", "deployment", "survivor", "--image=nginx", "--replicas=2")
+    first = running(cluster, "app=survivor", 2)
+    before = {p["metadata"]["name"]: p["status"]["startTime"] for p in first}
+    assert cluster.agent is not None
+    node = json.loads(ok(cluster, "get", "nodes", "-o", "json"))["items"][0]["metadata"][
+        "name"]
+    time.sleep(1.1)  # startTime has a resolution of one second
+    cluster.stop_agent(signal_kill())
+    cluster.start_agent("netns", node_name=node, port=cluster.agent_port)
+
+    def recreated() -> list[dict[str, Any]] | None:
+        items = running(cluster, "app=survivor", 2)
+        fresh = [p for p in items
+                 if p["status"]["startTime"] != before.get(p["metadata"]["name"])]
+        return items if len(fresh) == 2 else None
+    after = wait_for("pods recreated by the new agent", recreated, 60)
+    # The same pod objects run again (cleanly recreated sandboxes, no duplicates).
+    assert {p["metadata"]["name"] for p in after} == set(before)
+    for p in after:
+        ok(cluster, "exec", p["metadata"]["name"], "--", "true")
+
+
+def signal_kill() -> int:
+    import signal
+    return signal.SIGKILL
+
+
+def test_graceful_pod_deletion(cluster: APIServerProcess) -> None:
+    ok(cluster, "run", "short", "--image=nginx")
+    running(cluster, "run=short", 1)
+    t0 = time.monotonic()
+    assert ok(cluster, "delete", "pod", "short").strip() == 'pod "short" deleted'
+    assert time.monotonic() - t0 < 15
+    assert "NotFound" in cluster.kubectl("get", "pod", "short").stderr
+
+
+def test_unknown_image_waits_with_err_image_pull(cluster: APIServerProcess,
+                                                 tmp_path: Path) -> None:
+    ok(cluster, "run", "mystery", "--image=example.com/nobody/knows:1")
+
+    def waiting() -> str | None:
+        p = json.loads(ok(cluster, "get", "pod", "mystery", "-o", "json"))
+        for c in p["status"].get("containerStatuses") or []:
+            w = (c.get("state") or {}).get("waiting") or {}
+            if w.get("reason") == "ErrImagePull":
+                return str(w.get("message", ""))
+        return None
+    msg = wait_for("ErrImagePull", waiting, 20)
+    assert "images.yaml" in msg
