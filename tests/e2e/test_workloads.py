@@ -205,9 +205,12 @@ def test_deployment_lifecycle(cluster: APIServerProcess, api: Any) -> None:
 
     described = kubectl_ok(cluster, "describe", "deployment", name)
     first = rs.metadata.name
-    assert re.search(rf"ScalingReplicaSet\s.*Scaled up replica set {first} from 0 to 1",
+    # The scale to 3 may reach the controller before or after it created the first
+    # ReplicaSet: either "0 to 1" then "1 to 3", or "0 to 3" at once.
+    assert re.search(rf"ScalingReplicaSet\s.*Scaled up replica set {first} from 0 to [13]",
                      described), described
-    assert f"Scaled up replica set {first} from 1 to 3" in described
+    assert f"Scaled up replica set {first} from 1 to 3" in described or \
+        f"Scaled up replica set {first} from 0 to 3" in described
     assert re.search(rf"Scaled down replica set {name}-\w+ from \d+ to \d+", described)
     rs_described = kubectl_ok(cluster, "describe", "rs", newest.metadata.name)
     assert "SuccessfulCreate" in rs_described and "Created pod: " in rs_described
