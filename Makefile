@@ -34,6 +34,7 @@ test: lint unit
 bench: $(VENV)/.installed-test
 	$(PY) bench/api/run.py
 	$(PY) bench/endpoints/run.py
+	$(PY) bench/agent/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

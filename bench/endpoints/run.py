@@ -81,6 +81,11 @@ class Bench:
         t0 = time.perf_counter()
         async with self.session() as s:
             await self.call(s, "POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+            # The pods are bound to this node; without it they would be collected as
+            # orphans.
+            await self.call(s, "POST", "/api/v1/nodes", {
+                "metadata": {"name": "node-1"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
             await self.gather_limited([self.call(
                 s, "POST", f"/api/v1/namespaces/{NS}/services",
                 {"metadata": {"name": f"svc-{i}"},
@@ -118,7 +123,8 @@ class Bench:
             await asyncio.sleep(0.2)
         raise TimeoutError("slices did not converge")
 
-    async def propagation(self, services: int, pods: int, flips: int) -> list[float]:
+    async def propagation(self, services: int, pods: int, flips: int
+                          ) -> tuple[list[float], dict[tuple[int, int], bool]]:
         """Flip random pods' readiness; time until the slice event shows it."""
         lat: list[float] = []
         pending: dict[tuple[str, bool], float] = {}
@@ -156,7 +162,7 @@ class Bench:
                     pending.clear()
                 await asyncio.sleep(0.02)
             task.cancel()
-        return lat
+        return lat, state
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -167,10 +173,15 @@ async def main_async(args: argparse.Namespace) -> None:
             b = Bench(srv)
             srv.start_controllers()
             fill = await b.populate(args.services, args.pods)
+            print(f"populated in {fill:.1f}s", file=sys.stderr)
             want = {f"svc-{i}": {pod_ip(i, j): True for j in range(args.pods)}
                     for i in range(args.services)}
             converge = await b.wait_slices(want, 600)
-            lat = await b.propagation(args.services, args.pods, args.flips)
+            print(f"converged in {converge:.1f}s", file=sys.stderr)
+            lat, flipped = await b.propagation(args.services, args.pods, args.flips)
+            for (i, j), ready in flipped.items():
+                want[f"svc-{i}"][pod_ip(i, j)] = ready
+            print(f"{len(lat)} flips measured", file=sys.stderr)
             # Resync: stop the controllers, change one pod per service, restart.
             srv.stop_controllers()
             async with b.session() as s:
