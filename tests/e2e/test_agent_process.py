@@ -1,0 +1,58 @@
+"""The node agent with the unprivileged process runtime: pods on loopback addresses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from svcnet.testing.cluster import APIServerProcess
+
+pytestmark = pytest.mark.usefixtures("kubectl_available")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
+    srv = APIServerProcess(tmp_path_factory.mktemp("proc"))
+    srv.start()
+    srv.start_controllers()
+    srv.start_agent("process", node_name=f"p{uuid.uuid4().hex[:6]}")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.home, ignore_errors=True)
+
+
+def test_pods_run_on_loopback_addresses(cluster: APIServerProcess) -> None:
+    res = cluster.kubectl("create", "deployment", "web",
+                          "--image=gcr.io/kuar-demo/kuard-amd64:blue", "--replicas=2",
+                          "--port=8080")
+    assert res.returncode == 0, res.stderr
+    deadline = time.monotonic() + 60
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        items = [p for p in json.loads(cluster.kubectl("get", "pods", "-l", "app=web", "-o",
+                                                       "json").stdout)["items"]
+                 if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+        if len(items) == 2:
+            break
+        time.sleep(0.2)
+    assert len(items) == 2, cluster.agent_log()
+    for p in items:
+        ip = p["status"]["podIP"]
+        assert ip.startswith("127.")  # loopback: safe to reach from the host
+        with urllib.request.urlopen(f"http://{ip}:8080/hostname", timeout=10) as r:
+            assert r.read().decode().strip() == p["metadata"]["name"]
+    name = items[0]["metadata"]["name"]
+    out = cluster.kubectl("exec", "-i", name, "--", "sh", "-c", "read x; echo got $x",
+                          input="hello\n")
+    assert out.stdout.strip() == "got hello", out.stderr
+    logs = cluster.kubectl("logs", name)
+    assert "GET /hostname" in logs.stdout
