@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   ?= ./data
 
-.PHONY: run test lint unit bench clean venv
+.PHONY: run test lint unit bench clean venv system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,17 @@ lint: $(VENV)/.installed-test
 unit: $(VENV)/.installed-test
 	$(VENV)/bin/pytest -q
 
-test: lint unit
+# Tools the pod runtimes and the tests use from the host; installed when missing and root
+# (CI), otherwise the tests that need them skip with a reason.
+SYSTEM_TOOLS := ip:iproute2 curl:curl sysctl:procps unshare:util-linux
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+test: system-deps lint unit
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/api/run.py
