@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--image-map", type=Path, default=None,
                     help="YAML file mapping image names to commands "
                          "(default: <data-dir>/images.yaml)")
+    dn = sub.add_parser("dns", help="run the cluster DNS server alone")
+    _add_common(dn)
+    dn.add_argument("--kubeconfig", type=Path, default=None,
+                    help="default: <data-dir>/kubeconfig")
+    dn.add_argument("--port", type=int, default=53,
+                    help="UDP+TCP port on 127.0.0.1 (default: %(default)s)")
+    dn.add_argument("--upstream", action="append", default=[], metavar="IP[:PORT]",
+                    help="resolver for names outside the cluster (repeatable; "
+                         "default: nameservers of /etc/resolv.conf)")
+    dn.add_argument("--ttl", type=int, default=30)
+    dn.add_argument("--metrics-port", type=int, default=9153,
+                    help="Prometheus /metrics on 127.0.0.1 (0: off)")
     return parser
 
 
@@ -130,6 +142,16 @@ def run_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dns(args: argparse.Namespace) -> int:
+    from svcnet.dns.server import DNSConfig, parse_upstream, run
+    _install_loop()
+    cfg = DNSConfig(kubeconfig=args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
+                    port=args.port, upstreams=[parse_upstream(u) for u in args.upstream],
+                    ttl=args.ttl, metrics_port=args.metrics_port)
+    asyncio.run(run(cfg))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -137,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_apiserver(args)
     if args.command == "agent":
         return run_agent(args)
+    if args.command == "dns":
+        return run_dns(args)
     if args.command == "controller-manager":
         return run_controller_manager(args)
     if args.command == "up":

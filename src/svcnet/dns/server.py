@@ -1,0 +1,471 @@
+"""The cluster DNS server: asyncio UDP/TCP protocols around the pure zone.
+
+Contracts:
+
+* :class:`DNSHandler` turns one query message into one response (or nothing, for packets
+  that deserve none). It never raises: any internal error becomes SERVFAIL, a packet whose
+  header does not parse is dropped.
+* Until :attr:`DNSHandler.synced` is set (all informers listed once), every name in the
+  cluster zone or its reverse zones that this server would answer gets SERVFAIL, so
+  resolvers retry instead of caching a negative answer. Forwarding works from the start.
+* Cluster answers are cached as wire bytes keyed on the question, EDNS payload size and
+  options other than the cookie; the cache is dropped whenever the zone changes and is
+  bounded in size. Forwarded answers are cached for their TTL (at most 300 s).
+* Names the zone does not own go to the upstream resolvers (``--upstream`` or the host's
+  ``/etc/resolv.conf``) over the transport the client used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.asyncquery
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from svcnet.dns import wire
+from svcnet.dns.records import Answer, Zone
+from svcnet.dns.wire import RR, Query
+
+log = logging.getLogger("svcnet.dns")
+
+CACHE_MAX = 20000
+TCP_MAX = 65535
+TCP_IDLE_TIMEOUT = 30.0
+UPSTREAM_TIMEOUT = 2.0
+UPSTREAM_TTL_MAX = 300
+_BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))
+_TYPE_NAMES = {wire.A: "A", wire.AAAA: "AAAA", wire.SRV: "SRV", wire.PTR: "PTR",
+               wire.TXT: "TXT", wire.NS: "NS", wire.SOA: "SOA", wire.CNAME: "CNAME",
+               wire.MX: "MX", wire.AXFR: "AXFR", wire.IXFR: "IXFR", wire.ANY: "ANY"}
+_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+                5: "REFUSED"}
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``IP`` or ``IP:port`` or ``[v6]:port`` → (ip, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, 53
+
+
+def resolv_conf_upstreams(path: Path = Path("/etc/resolv.conf")) -> list[tuple[str, int]]:
+    """Nameservers of the host resolver configuration (port 53)."""
+    out: list[tuple[str, int]] = []
+    try:
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                out.append((parts[1].split("%")[0], 53))
+    except OSError:
+        pass
+    return out
+
+
+@dataclass
+class Metrics:
+    """CoreDNS-named Prometheus counters and the request-duration histogram."""
+
+    server: str = "dns://:53"
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    responses: dict[str, int] = field(default_factory=dict)
+    buckets: list[int] = field(default_factory=lambda: [0] * len(_BUCKETS))
+    duration_sum: float = 0.0
+    duration_count: int = 0
+
+    def observe(self, proto: str, qtype: int, rcode: int, seconds: float) -> None:
+        k = (proto, _TYPE_NAMES.get(qtype, "other"))
+        self.requests[k] = self.requests.get(k, 0) + 1
+        rc = _RCODE_NAMES.get(rcode, str(rcode))
+        self.responses[rc] = self.responses.get(rc, 0) + 1
+        self.duration_sum += seconds
+        self.duration_count += 1
+        for i, b in enumerate(_BUCKETS):
+            if seconds <= b:
+                self.buckets[i] += 1
+                break
+
+    def render(self) -> str:
+        s = self.server
+        lines = ["# HELP coredns_dns_requests_total Counter of DNS requests made per zone, "
+                 "protocol and family.", "# TYPE coredns_dns_requests_total counter"]
+        for (proto, qtype), n in sorted(self.requests.items()):
+            lines.append(f'coredns_dns_requests_total{{server="{s}",zone=".",proto="{proto}",'
+                         f'type="{qtype}"}} {n}')
+        lines += ["# HELP coredns_dns_responses_total Counter of response status codes.",
+                  "# TYPE coredns_dns_responses_total counter"]
+        for rc, n in sorted(self.responses.items()):
+            lines.append(f'coredns_dns_responses_total{{server="{s}",zone=".",rcode="{rc}"}} '
+                         f"{n}")
+        lines += ["# HELP coredns_dns_request_duration_seconds Histogram of the time (in "
+                  "seconds) each request took.",
+                  "# TYPE coredns_dns_request_duration_seconds histogram"]
+        acc = 0
+        for b, n in zip(_BUCKETS, self.buckets, strict=True):
+            acc += n
+            lines.append(f'coredns_dns_request_duration_seconds_bucket{{server="{s}",zone=".",'
+                         f'le="{b:g}"}} {acc}')
+        lines.append(f'coredns_dns_request_duration_seconds_bucket{{server="{s}",zone=".",'
+                     f'le="+Inf"}} {self.duration_count}')
+        lines.append(f'coredns_dns_request_duration_seconds_sum{{server="{s}",zone="."}} '
+                     f"{self.duration_sum}")
+        lines.append(f'coredns_dns_request_duration_seconds_count{{server="{s}",zone="."}} '
+                     f"{self.duration_count}")
+        return "\n".join(lines) + "\n"
+
+
+class DNSHandler:
+    """Query → response, with the caches and the upstream forwarder (see module docs)."""
+
+    def __init__(self, zone: Zone, upstreams: list[tuple[str, int]],
+                 metrics: Metrics | None = None) -> None:
+        self.zone = zone
+        self.upstreams = upstreams
+        self.metrics = metrics or Metrics()
+        self.synced = False
+        self._cache: dict[bytes, bytes] = {}
+        self._cache_gen = -1
+        self._up_cache: dict[bytes, tuple[float, bytes]] = {}
+
+    # The fast, synchronous part: everything but forwarding.
+    def answer_local(self, data: bytes, udp: bool) -> bytes | Query | None:
+        """A response, or the parsed query when it must be resolved asynchronously
+        (forwarding, out-of-zone CNAME chase), or ``None`` to drop the packet."""
+        try:
+            q = wire.parse_query(data)
+        except wire.Drop:
+            return None
+        except wire.FormatError as e:
+            return wire.header_only(e.msg_id, e.flags, wire.FORMERR)
+        except wire.NotImplementedOpcode as e:
+            return wire.header_only(e.msg_id, e.flags, wire.NOTIMP)
+        except Exception:  # a codec bug must not cost more than this packet
+            log.exception("parsing a query")
+            return None
+        try:
+            return self._answer_parsed(q, udp)
+        except Exception:
+            log.exception("answering %s/%d", q.qname, q.qtype)
+            return wire.build_response(q, wire.SERVFAIL, aa=False)
+
+    def _answer_parsed(self, q: Query, udp: bool) -> bytes | Query:
+        if q.qtype in (wire.AXFR, wire.IXFR):
+            return wire.build_response(q, wire.REFUSED, aa=False)
+        if q.qclass != wire.CLASS_IN:
+            return wire.build_response(q, wire.REFUSED, aa=False)
+        if self._cache_gen != self.zone.changed:
+            self._cache.clear()
+            self._cache_gen = self.zone.changed
+        key = q.cache_key + (b"U" if udp else b"T")
+        hit = self._cache.get(key)
+        if hit is not None:
+            return wire.with_id(q.msg_id, hit)
+        ans = self.zone.resolve(q.qname, q.qtype)
+        if ans is None:
+            return q
+        max_size = q.udp_size if udp else TCP_MAX
+        if not self.synced:
+            return wire.build_response(q, wire.SERVFAIL, authority=ans.authority[:1],
+                                       max_size=max_size)
+        if ans.chase is not None:
+            return q
+        out = wire.build_response(q, ans.rcode, ans.answer, ans.authority, ans.additional,
+                                  max_size=max_size)
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = out[2:]
+        return out
+
+    async def answer(self, data: bytes, udp: bool) -> bytes | None:
+        """Full answer including forwarding; never raises."""
+        res = self.answer_local(data, udp)
+        if not isinstance(res, Query):
+            return res
+        q = res
+        try:
+            ans = self.zone.resolve(q.qname, q.qtype)
+            if ans is not None and ans.chase is not None:
+                return await self._chase(q, ans, udp)
+            return await self._forward(q, data, udp)
+        except Exception:
+            log.exception("forwarding %s/%d", q.qname, q.qtype)
+            return wire.build_response(q, wire.SERVFAIL, aa=False)
+
+    async def _upstream(self, msg: dns.message.Message, udp: bool
+                        ) -> dns.message.Message | None:
+        for host, port in self.upstreams:
+            try:
+                if udp:
+                    return await dns.asyncquery.udp(msg, host, port=port,
+                                                    timeout=UPSTREAM_TIMEOUT,
+                                                    ignore_unexpected=True)
+                return await dns.asyncquery.tcp(msg, host, port=port,
+                                                timeout=UPSTREAM_TIMEOUT)
+            except Exception as e:  # try the next one
+                log.debug("upstream %s:%d: %s", host, port, e)
+        return None
+
+    async def _forward(self, q: Query, data: bytes, udp: bool) -> bytes:
+        key = q.cache_key + (b"U" if udp else b"T")
+        now = time.monotonic()
+        hit = self._up_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return wire.with_id(q.msg_id, hit[1])
+        msg = dns.message.from_wire(data)
+        resp = await self._upstream(msg, udp)
+        if resp is None:
+            return wire.build_response(q, wire.SERVFAIL, aa=False)
+        resp.id = q.msg_id
+        out = resp.to_wire(max_size=TCP_MAX)
+        if udp and len(out) > q.udp_size:
+            return wire.truncated(q, resp.rcode(), aa=False)
+        if resp.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and \
+                not resp.flags & dns.flags.TC:
+            ttls = [rr.ttl for sect in (resp.answer, resp.authority) for rr in sect]
+            ttl = min([UPSTREAM_TTL_MAX, *ttls]) if ttls else 0
+            if ttl > 0:
+                if len(self._up_cache) >= CACHE_MAX:
+                    self._up_cache.clear()
+                self._up_cache[key] = (now + ttl, out[2:])
+        return out
+
+    async def _chase(self, q: Query, ans: Answer, udp: bool) -> bytes:
+        """Resolve an ExternalName's out-of-zone target upstream and append the records."""
+        assert ans.chase is not None
+        tc = False
+        msg = dns.message.make_query(ans.chase, dns.rdatatype.RdataType.make(q.qtype))
+        resp = await self._upstream(msg, udp)
+        records = list(ans.answer)
+        rcode = ans.rcode
+        if resp is not None:
+            tc = bool(resp.flags & dns.flags.TC)
+            rcode = resp.rcode()
+            for rrset in resp.answer:
+                for rd in rrset:
+                    if rd.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                        records.append(RR(rrset.name.to_text(), int(rd.rdtype), rrset.ttl,
+                                          rd.address))
+                    elif rd.rdtype == dns.rdatatype.CNAME:
+                        records.append(RR(rrset.name.to_text(), wire.CNAME, rrset.ttl,
+                                          rd.target.to_text()))
+        out = wire.build_response(q, rcode, records, max_size=q.udp_size if udp else TCP_MAX)
+        if tc:
+            out = out[:2] + struct.pack("!H", struct.unpack_from("!H", out, 2)[0] | 0x0200) \
+                + out[4:]
+        return out
+
+
+class UDPProtocol(asyncio.DatagramProtocol):
+    """One datagram in, at most one out."""
+
+    def __init__(self, handler: DNSHandler) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        start = time.perf_counter()
+        try:
+            res = self.handler.answer_local(data, True)
+        except Exception:  # answer_local does not raise; belt and braces
+            log.exception("udp handler")
+            return
+        if isinstance(res, Query):
+            asyncio.get_running_loop().create_task(self._slow(data, addr, res, start))
+        elif res is not None and self.transport is not None:
+            self.transport.sendto(res, addr)
+            _observe(self.handler, "udp", data, res, start)
+
+    async def _slow(self, data: bytes, addr: Any, q: Query, start: float) -> None:
+        res = await self.handler.answer(data, True)
+        if res is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(res, addr)
+            _observe(self.handler, "udp", data, res, start)
+
+
+class TCPProtocol(asyncio.Protocol):
+    """Length-prefixed messages; answers are written in completion order. A connection idle
+    for ``TCP_IDLE_TIMEOUT`` seconds, or holding more than ``MAX_BUFFER`` unread bytes, is
+    closed."""
+
+    MAX_BUFFER = 65537 * 4
+
+    def __init__(self, handler: DNSHandler) -> None:
+        self.handler = handler
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT,
+                                                              self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        for t in self.tasks:
+            t.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()
+        self.buf += data
+        if len(self.buf) > self.MAX_BUFFER and self.transport is not None:
+            self.transport.close()
+            return
+        while len(self.buf) >= 2:
+            n = (self.buf[0] << 8) | self.buf[1]
+            if len(self.buf) < 2 + n:
+                break
+            msg = bytes(self.buf[2:2 + n])
+            del self.buf[:2 + n]
+            start = time.perf_counter()
+            res = self.handler.answer_local(msg, False)
+            if isinstance(res, Query):
+                t = asyncio.get_running_loop().create_task(self._slow(msg, start))
+                self.tasks.add(t)
+                t.add_done_callback(self.tasks.discard)
+            elif res is not None:
+                self._send(msg, res, start)
+
+    def _send(self, msg: bytes, res: bytes, start: float) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(struct.pack("!H", len(res)) + res)
+            _observe(self.handler, "tcp", msg, res, start)
+
+    async def _slow(self, msg: bytes, start: float) -> None:
+        res = await self.handler.answer(msg, False)
+        if res is not None:
+            self._send(msg, res, start)
+
+
+def _observe(h: DNSHandler, proto: str, query: bytes, res: bytes, start: float) -> None:
+    qtype = 0
+    with contextlib.suppress(Exception):
+        _, end = wire.read_name(query, 12)
+        qtype = struct.unpack_from("!H", query, end)[0]
+    h.metrics.observe(proto, qtype, res[3] & 0xF, time.perf_counter() - start)
+
+
+async def listen(handler: DNSHandler, host: str, port: int
+                 ) -> tuple[asyncio.DatagramTransport, asyncio.Server]:
+    """Bind UDP and TCP on ``host:port``. With port 0 the TCP side picks a free port and UDP
+    takes the same number (retried when that UDP port is taken)."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(20):
+        tcp = await loop.create_server(lambda: TCPProtocol(handler), host, port,
+                                       reuse_address=True)
+        bound = tcp.sockets[0].getsockname()[1]
+        try:
+            udp, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(handler),
+                                                         local_addr=(host, bound))
+        except OSError:
+            tcp.close()
+            if port != 0 or attempt == 19:
+                raise
+            continue
+        return udp, tcp
+    raise OSError("no free port")  # pragma: no cover - the loop returns or raises
+
+
+@dataclass
+class DNSConfig:
+    kubeconfig: Path
+    host: str = "127.0.0.1"
+    port: int = 53
+    upstreams: list[tuple[str, int]] = field(default_factory=list)
+    ttl: int = 30
+    zone: str = "cluster.local"
+    pods: str = "insecure"
+    metrics_port: int = 0
+
+
+async def _serve_metrics(metrics: Metrics, host: str, port: int) -> Callable[[], Any]:
+    from aiohttp import web
+
+    async def handle(_req: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner.cleanup
+
+
+def _updater(on_set: Callable[[dict[str, Any]], None]
+             ) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    return lambda _old, new: on_set(new)
+
+
+async def run(cfg: DNSConfig) -> None:
+    """Serve until SIGTERM/SIGINT: listen at once (SERVFAIL in the zone until synced)."""
+    from svcnet.client.api import APIClient
+    from svcnet.informer.shared import InformerFactory
+    from svcnet.model import kinds
+
+    zone = Zone(cfg.zone, ttl=cfg.ttl, pods=cfg.pods)
+    upstreams = cfg.upstreams or [u for u in resolv_conf_upstreams()
+                                  if u != (cfg.host, cfg.port)]
+    handler = DNSHandler(zone, upstreams, Metrics(server=f"dns://{cfg.host}:{cfg.port}"))
+    udp, tcp = await listen(handler, cfg.host, cfg.port)
+    log.info("dns listening on %s:%d (udp+tcp), upstreams %s", cfg.host, cfg.port, upstreams)
+    cleanup_metrics = None
+    if cfg.metrics_port:
+        cleanup_metrics = await _serve_metrics(handler.metrics, cfg.host, cfg.metrics_port)
+    client = APIClient.from_kubeconfig(cfg.kubeconfig, user_agent="svcnet-dns")
+    factory = InformerFactory(client)
+    for (group, res), (on_set, on_del) in {
+        ("", "services"): (zone.set_service, zone.delete_service),
+        ("discovery.k8s.io", "endpointslices"): (zone.set_slice, zone.delete_slice),
+        ("", "pods"): (zone.set_pod, zone.delete_pod),
+        ("", "namespaces"): (zone.set_namespace, zone.delete_namespace),
+    }.items():
+        inf = factory.informer(kinds.require(group, res))
+        inf.add_handlers(on_set, _updater(on_set), on_del)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    factory.start()
+    try:
+        sync = asyncio.ensure_future(factory.wait_for_sync())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if sync.done() and sync.result():
+            handler.synced = True
+            log.info("dns synced: %d services, %d slices", len(zone.services),
+                     len(zone.slices))
+        await stopper
+    finally:
+        udp.close()
+        tcp.close()
+        await factory.stop()
+        await client.close()
+        if cleanup_metrics is not None:
+            await cleanup_metrics()
