@@ -114,3 +114,28 @@ def test_components_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         for k in kids:
             if Path(f"/proc/{k}/cmdline").exists() and Path(f"/proc/{k}/cmdline").read_bytes():
                 os.kill(k, signal.SIGKILL)
+
+
+def test_up_with_dns_port_serves_cluster_names(tmp_path: Path) -> None:
+    import time
+
+    import dns.message
+    import dns.query
+    data, port, dns_port = tmp_path / "d", free_port(), free_port()
+    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--agent-port",
+                 str(free_port()), "--dns-port", str(dns_port), "--runtime", "process",
+                 "--detach")
+    try:
+        assert res.returncode == 0, res.stderr
+        q = dns.message.make_query("kube-dns.kube-system.svc.cluster.local", "A")
+        deadline = time.monotonic() + 30
+        answer: list[str] = []
+        while time.monotonic() < deadline and not answer:
+            try:
+                r = dns.query.udp(q, "127.0.0.1", port=dns_port, timeout=1)
+                answer = [rd.address for rrset in r.answer for rd in rrset]
+            except Exception:  # noqa: BLE001 - the server is still starting
+                time.sleep(0.2)
+        assert answer == ["10.96.0.10"]
+    finally:
+        svcnet("down", "--data-dir", str(data))

@@ -112,7 +112,9 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                             *(["--node-name", args.node_name] if args.node_name else []),
                             *verbose],
                   log_path=data_dir / "logs" / "agent.log"),
-    ]
+    ] + ([Component("dns", [*py, "dns", "--data-dir", str(data_dir),
+                             "--port", str(args.dns_port), "--metrics-port", "0", *verbose],
+                    log_path=data_dir / "logs" / "dns.log")] if args.dns_port else [])
 
 
 def _usage(data_dir: Path, port: int) -> str:
