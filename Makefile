@@ -31,7 +31,7 @@ unit: $(VENV)/.installed-test
 
 # Tools the pod runtimes and the tests use from the host; installed when missing and root
 # (CI), otherwise the tests that need them skip with a reason.
-SYSTEM_TOOLS := ip:iproute2 curl:curl sysctl:procps unshare:util-linux
+SYSTEM_TOOLS := ip:iproute2 curl:curl sysctl:procps unshare:util-linux dig:dnsutils
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
