@@ -48,8 +48,18 @@ def test_pods_run_on_loopback_addresses(cluster: APIServerProcess) -> None:
     for p in items:
         ip = p["status"]["podIP"]
         assert ip.startswith("127.")  # loopback: safe to reach from the host
-        with urllib.request.urlopen(f"http://{ip}:8080/hostname", timeout=10) as r:
-            assert r.read().decode().strip() == p["metadata"]["name"]
+        # Without a readiness probe a pod is Running once its process started, which can
+        # be a moment before the program listens (as in Kubernetes): retry briefly.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/hostname", timeout=10) as r:
+                    assert r.read().decode().strip() == p["metadata"]["name"]
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     name = items[0]["metadata"]["name"]
     out = cluster.kubectl("exec", "-i", name, "--", "sh", "-c", "read x; echo got $x",
                           input="hello\n")
