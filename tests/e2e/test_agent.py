@@ -115,7 +115,7 @@ def test_books_flow_exec_logs_port_forward(cluster: APIServerProcess) -> None:
     wait_for("3 endpoints", lambda: len(endpoint_ips(cluster, "alpaca-prod")) == 3)
     a, b = items[0]["metadata"]["name"], items[1]
     # Pod to pod across the node's bridge, from inside pod a.
-    out = ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5",
+    out = ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5", "--retry", "10", "--retry-connrefused", "--retry-delay", "0",
              f"http://{b['status']['podIP']}:8080/hostname")
     assert out.strip() == b["metadata"]["name"]
     out = ok(cluster, "exec", a, "--", "sh", "-c", "hostname; cat /etc/resolv.conf")
@@ -125,7 +125,7 @@ def test_books_flow_exec_logs_port_forward(cluster: APIServerProcess) -> None:
     res = cluster.kubectl("exec", a, "--", "sh", "-c", "exit 3")
     assert res.returncode == 3 and "command terminated with exit code 3" in res.stderr
     # kubectl logs shows the requests the pod served.
-    ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5", f"http://{ips[1]}:8080/")
+    ok(cluster, "exec", a, "--", "curl", "-s", "-m", "5", "--retry", "10", "--retry-connrefused", "--retry-delay", "0", f"http://{ips[1]}:8080/")
     logs = ok(cluster, "logs", b["metadata"]["name"])
     assert "GET /hostname" in logs
     tail = ok(cluster, "logs", b["metadata"]["name"], "--tail=1", "--timestamps")
@@ -179,15 +179,15 @@ def test_readiness_and_liveness_probes(cluster: APIServerProcess) -> None:
     wait_for("2 endpoints", lambda: len(endpoint_ips(cluster, "probed")) == 2)
     victim = items[0]
     name, ip = victim["metadata"]["name"], victim["status"]["podIP"]
-    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "http://127.0.0.1:8080/ready/fail")
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "--retry", "10", "--retry-connrefused", "--retry-delay", "0", "http://127.0.0.1:8080/ready/fail")
     t0 = time.monotonic()
     wait_for("endpoint removed", lambda: ip not in endpoint_ips(cluster, "probed"), 15)
     # period 2 s x threshold 3, plus a second for the controllers.
     assert time.monotonic() - t0 <= 2 * 3 + 1 + 1
-    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "http://127.0.0.1:8080/ready/ok")
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "--retry", "10", "--retry-connrefused", "--retry-delay", "0", "http://127.0.0.1:8080/ready/ok")
     wait_for("endpoint back", lambda: ip in endpoint_ips(cluster, "probed"), 15)
     # A liveness failure restarts the container: RESTARTS grows.
-    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3",
+    ok(cluster, "exec", name, "--", "curl", "-s", "-m", "3", "--retry", "10", "--retry-connrefused", "--retry-delay", "0",
        "http://127.0.0.1:8080/healthy/fail")
 
     def restarted() -> bool:
