@@ -265,3 +265,32 @@ def test_unknown_image_waits_with_err_image_pull(cluster: APIServerProcess,
         return None
     msg = wait_for("ErrImagePull", waiting, 20)
     assert "images.yaml" in msg
+
+
+def test_nslookup_inside_a_pod_through_the_search_path(cluster: APIServerProcess) -> None:
+    import sys
+
+    from svcnet.agent.runtime.netns import node_netns_name
+    node = json.loads(ok(cluster, "get", "nodes", "-o", "json"))["items"][0]["metadata"][
+        "name"]
+    dns = subprocess.Popen(
+        [sys.executable, "-m", "svcnet.cli.main", "dns", "--kubeconfig",
+         str(cluster.kubeconfig), "--port", str(free_port()), "--metrics-port", "0",
+         "--cluster-netns", node_netns_name("svcnet", node)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ok(cluster, "create", "deployment", "dnsweb", "--image=nginx")
+        ok(cluster, "expose", "deployment", "dnsweb", "--port=80")
+        ok(cluster, "run", "tools", "--image=praqma/network-multitool")
+        running(cluster, "run=tools", 1)
+        ip = json.loads(ok(cluster, "get", "svc", "dnsweb", "-o", "json"))["spec"]["clusterIP"]
+        for name in ("dnsweb", "dnsweb.default", "dnsweb.default.svc.cluster.local"):
+            def answered(n: str = name) -> str | None:
+                res = cluster.kubectl("exec", "tools", "--", "nslookup", n)
+                return res.stdout if res.returncode == 0 and ip in res.stdout else None
+            out = wait_for(f"nslookup {name}", answered, 20)
+            assert "Server:\t\t10.96.0.10" in out
+            assert "Name:\tdnsweb.default.svc.cluster.local" in out
+    finally:
+        dns.terminate()
+        dns.wait(10)

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--ttl", type=int, default=30)
     dn.add_argument("--metrics-port", type=int, default=9153,
                     help="Prometheus /metrics on 127.0.0.1 (0: off)")
+    dn.add_argument("--cluster-netns", default=None,
+                    help="also listen on --cluster-ip:53 inside this network namespace "
+                         "(the node's), where pods send their queries")
+    dn.add_argument("--cluster-ip", default="10.96.0.10")
     return parser
 
 
@@ -147,7 +151,8 @@ def run_dns(args: argparse.Namespace) -> int:
     _install_loop()
     cfg = DNSConfig(kubeconfig=args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
                     port=args.port, upstreams=[parse_upstream(u) for u in args.upstream],
-                    ttl=args.ttl, metrics_port=args.metrics_port)
+                    ttl=args.ttl, metrics_port=args.metrics_port,
+                    cluster_netns=args.cluster_netns, cluster_ip=args.cluster_ip)
     asyncio.run(run(cfg))
     return 0
 

@@ -113,8 +113,19 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                             *verbose],
                   log_path=data_dir / "logs" / "agent.log"),
     ] + ([Component("dns", [*py, "dns", "--data-dir", str(data_dir),
-                             "--port", str(args.dns_port), "--metrics-port", "0", *verbose],
+                             "--port", str(args.dns_port), "--metrics-port", "0",
+                             *_dns_cluster_args(args), *verbose],
                     log_path=data_dir / "logs" / "dns.log")] if args.dns_port else [])
+
+
+def _dns_cluster_args(args: argparse.Namespace) -> list[str]:
+    """With the netns runtime, DNS also answers pods on 10.96.0.10 in the node namespace."""
+    from svcnet.agent.main import default_node_name, default_runtime
+    from svcnet.agent.runtime.netns import node_netns_name
+    if (args.runtime or default_runtime()) != "netns":
+        return []
+    node = args.node_name or default_node_name()
+    return ["--cluster-netns", node_netns_name("svcnet", node)]
 
 
 def _usage(data_dir: Path, port: int) -> str:

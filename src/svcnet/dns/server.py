@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -402,6 +403,63 @@ class DNSConfig:
     zone: str = "cluster.local"
     pods: str = "insecure"
     metrics_port: int = 0
+    # Also answer pods: on ``cluster_ip:53`` inside this network namespace (the node's),
+    # where the pods' resolv.conf points.
+    cluster_netns: str | None = None
+    cluster_ip: str = "10.96.0.10"
+
+
+class ClusterListener:
+    """UDP+TCP on ``ip:53`` inside network namespace ``netns`` (made by the node agent).
+
+    The address is added to the namespace's loopback (pods route to it through the node
+    bridge) and removed again by :meth:`close`. Sockets are created inside the namespace
+    (:func:`svcnet._util.netns.socket_in_netns`); this process stays in its own."""
+
+    def __init__(self, handler: DNSHandler, netns: str, ip: str, port: int = 53) -> None:
+        self.handler, self.netns, self.ip, self.port = handler, netns, ip, port
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp: asyncio.Server | None = None
+        self.added = False
+
+    async def _ip(self, *args: str) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-n", self.netns, *args, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        return await proc.wait()
+
+    async def start(self, wait: float = 120.0) -> None:
+        """Wait for the namespace to exist, then listen; gives up after ``wait`` seconds."""
+        from svcnet._util import netns as nsutil
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not nsutil.exists(self.netns):
+            if loop.time() > deadline:
+                log.warning("network namespace %s never appeared; not listening on %s",
+                            self.netns, self.ip)
+                return
+            await asyncio.sleep(0.5)
+        await self._ip("link", "set", "lo", "up")
+        self.added = await self._ip("addr", "add", f"{self.ip}/32", "dev", "lo") == 0
+        usock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
+        usock.bind((self.ip, self.port))
+        tsock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
+        tsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tsock.bind((self.ip, self.port))
+        self.udp, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(self.handler),
+                                                          sock=usock)
+        self.tcp = await loop.create_server(lambda: TCPProtocol(self.handler), sock=tsock)
+        log.info("dns listening on %s:%d inside %s", self.ip, self.port, self.netns)
+
+    async def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            self.tcp.close()
+        if self.added:
+            from svcnet._util import netns as nsutil
+            if nsutil.exists(self.netns):
+                await self._ip("addr", "del", f"{self.ip}/32", "dev", "lo")
 
 
 async def _serve_metrics(metrics: Metrics, host: str, port: int) -> Callable[[], Any]:
@@ -453,6 +511,9 @@ async def run(cfg: DNSConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     factory.start()
+    cluster = ClusterListener(handler, cfg.cluster_netns, cfg.cluster_ip) \
+        if cfg.cluster_netns else None
+    cluster_task = asyncio.ensure_future(cluster.start()) if cluster else None
     try:
         sync = asyncio.ensure_future(factory.wait_for_sync())
         stopper = asyncio.ensure_future(stop.wait())
@@ -463,6 +524,10 @@ async def run(cfg: DNSConfig) -> None:
                      len(zone.slices))
         await stopper
     finally:
+        if cluster_task is not None:
+            cluster_task.cancel()
+        if cluster is not None:
+            await cluster.close()
         udp.close()
         tcp.close()
         await factory.stop()
