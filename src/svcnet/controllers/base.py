@@ -1,6 +1,7 @@
 """The controller pattern: informer events → keys → a work queue → ``sync(key)``.
 
-A controller subclasses :class:`Controller`, registers informer handlers in ``__init__``
+A controller subclasses :class:`Controller` (which keeps the API client and the event
+recorder it is given), registers informer handlers in ``__init__``
 that call :meth:`Controller.enqueue` (or ``enqueue_key``), and implements
 ``sync(key)``: read the informer caches, compute the desired state, write only what
 differs. ``sync`` is idempotent; raising makes the key retry with back-off (retries live
@@ -14,6 +15,8 @@ import contextlib
 import logging
 from typing import Any
 
+from svcnet.client.api import APIClient
+from svcnet.client.events import EventRecorder
 from svcnet.informer.cache import object_key
 from svcnet.informer.workqueue import ShutDown, WorkQueue
 
@@ -27,7 +30,9 @@ class Controller:
     workers = 2
     max_retries = 15
 
-    def __init__(self) -> None:
+    def __init__(self, client: APIClient, recorder: EventRecorder) -> None:
+        self.client = client
+        self.recorder = recorder
         self.queue = WorkQueue()
         self.log = logging.getLogger(f"svcnet.controllers.{self.name}")
         self._tasks: list[asyncio.Task[None]] = []

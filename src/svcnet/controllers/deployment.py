@@ -735,9 +735,7 @@ class DeploymentController(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.d_informer = factory.informer(DEPLOYMENTS)
         self.rs_informer = factory.informer(REPLICASETS)
         self.pod_informer = factory.informer(PODS)

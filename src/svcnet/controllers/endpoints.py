@@ -279,9 +279,7 @@ class EndpointsController(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.services = factory.informer(SERVICES)
         self.pods = factory.informer(PODS)
         self.endpoints = factory.informer(ENDPOINTS)

@@ -237,9 +237,7 @@ class EndpointSliceMirroringController(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.services = factory.informer(SERVICES)
         self.endpoints = factory.informer(ENDPOINTS)
         self.slices = factory.informer(

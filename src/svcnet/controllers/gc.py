@@ -304,9 +304,7 @@ class GarbageCollector(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.informers: dict[str, tuple[ResourceInfo, SharedInformer]] = {}
         self._absent: OrderedDict[str, None] = OrderedDict()
         for r in watched_resources():

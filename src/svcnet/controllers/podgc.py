@@ -27,9 +27,7 @@ class PodGC(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder, quarantine: float = QUARANTINE_SECONDS) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.quarantine = quarantine
         self._first_missing: dict[str, float] = {}
         self.pods = factory.informer(PODS)

@@ -552,9 +552,7 @@ class ReplicaSetController(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.expectations = Expectations()
         self.written = WrittenVersions()
         self.rs_informer = factory.informer(REPLICASETS)

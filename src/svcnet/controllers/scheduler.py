@@ -81,9 +81,7 @@ class Scheduler(Controller):
 
     def __init__(self, client: APIClient, factory: InformerFactory,
                  recorder: EventRecorder) -> None:
-        super().__init__()
-        self.client = client
-        self.recorder = recorder
+        super().__init__(client, recorder)
         self.pods = factory.informer(PODS)
         self.nodes = factory.informer(NODES)
         self.pods.add_handlers(on_add=self._pod_changed,
