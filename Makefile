@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-test
 	$(PY) bench/api/run.py
 	$(PY) bench/endpoints/run.py
 	$(PY) bench/agent/run.py
+	$(PY) bench/dns/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
