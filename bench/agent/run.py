@@ -25,12 +25,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from svcnet.testing.bench import pct  # noqa: E402
 from svcnet.testing.cluster import APIServerProcess  # noqa: E402
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 async def measure(srv: APIServerProcess, n: int) -> tuple[list[float], list[float]]:

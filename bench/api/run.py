@@ -25,14 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import contextlib
 
+from svcnet.testing.bench import pct  # noqa: E402
 from svcnet.testing.cluster import APIServerProcess  # noqa: E402
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 class Bench:
@@ -158,8 +152,8 @@ class Bench:
         return {f"{key}: achieved writes/s": achieved,
                 f"{key}: events delivered": float(len(lat)),
                 f"{key}: events expected": float(watchers * writes),
-                f"{key}: p50 ms": percentile(lat, 50) * 1000,
-                f"{key}: p99 ms": percentile(lat, 99) * 1000}
+                f"{key}: p50 ms": pct(lat, 50) * 1000,
+                f"{key}: p99 ms": pct(lat, 99) * 1000}
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import shutil
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -47,15 +45,12 @@ import dns.rdatatype
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from svcnet.testing.bench import APILoad, pct  # noqa: E402
 from svcnet.testing.cluster import APIServerProcess, free_port  # noqa: E402
 
 NS = "bench"
 ZONE = "cluster.local"
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def ep_ip(svc: int, ep: int) -> str:
@@ -97,33 +92,10 @@ def stop_proc(p: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
         p.wait()
 
 
-class Bench:
+class Bench(APILoad):
     def __init__(self, srv: APIServerProcess) -> None:
-        self.srv = srv
-        self.ssl = ssl.create_default_context(cafile=str(srv.ca_file))
-        self.headers = {"Authorization": f"Bearer {srv.token}"}
+        super().__init__(srv)
         self.cluster_ips: dict[str, str] = {}
-
-    def session(self, limit: int = 32) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(self.srv.url, headers=self.headers,
-                                     connector=aiohttp.TCPConnector(ssl=self.ssl, limit=limit))
-
-    async def call(self, s: aiohttp.ClientSession, method: str, path: str, body: Any,
-                   ctype: str = "application/json") -> Any:
-        async with s.request(method, path, data=json.dumps(body),
-                             headers={"Content-Type": ctype}) as r:
-            data = await r.read()
-            if r.status >= 300:
-                raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
-            return json.loads(data)
-
-    async def gather_limited(self, coros: list[Any], limit: int = 32) -> None:
-        sem = asyncio.Semaphore(limit)
-
-        async def one(c: Any) -> None:
-            async with sem:
-                await c
-        await asyncio.gather(*(one(c) for c in coros))
 
     async def create_service(self, s: aiohttp.ClientSession, name: str) -> str:
         """A selector-less ClusterIP service with a named port; returns its ClusterIP."""

@@ -15,26 +15,21 @@ import argparse
 import asyncio
 import json
 import random
-import ssl
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from svcnet.testing.bench import APILoad, pct  # noqa: E402
 from svcnet.testing.cluster import APIServerProcess  # noqa: E402
 
 NS = "bench"
 
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def pod_ip(svc: int, pod: int) -> str:
@@ -42,32 +37,9 @@ def pod_ip(svc: int, pod: int) -> str:
     return f"10.244.{n // 250}.{n % 250 + 2}"
 
 
-class Bench:
+class Bench(APILoad):
     def __init__(self, srv: APIServerProcess) -> None:
-        self.srv = srv
-        self.ssl = ssl.create_default_context(cafile=str(srv.ca_file))
-        self.headers = {"Authorization": f"Bearer {srv.token}"}
-
-    def session(self, limit: int = 32) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(self.srv.url, headers=self.headers,
-                                     connector=aiohttp.TCPConnector(ssl=self.ssl, limit=limit))
-
-    async def call(self, s: aiohttp.ClientSession, method: str, path: str, body: Any,
-                   ctype: str = "application/json") -> Any:
-        async with s.request(method, path, data=json.dumps(body),
-                             headers={"Content-Type": ctype}) as r:
-            data = await r.read()
-            if r.status >= 300:
-                raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
-            return json.loads(data)
-
-    async def gather_limited(self, coros: list[Any], limit: int = 32) -> None:
-        sem = asyncio.Semaphore(limit)
-
-        async def one(c: Any) -> None:
-            async with sem:
-                await c
-        await asyncio.gather(*(one(c) for c in coros))
+        super().__init__(srv)
 
     async def set_ready(self, s: aiohttp.ClientSession, name: str, ip: str,
                         ready: bool) -> None:
