@@ -65,3 +65,39 @@ def socket_in_netns(name: str, family: int = socket.AF_INET,
     if isinstance(out, BaseException):
         raise out
     return out
+
+
+class NetnsSockets:
+    """Fast socket creation in one network namespace, for hot paths (a proxy dialing a
+    backend per connection).
+
+    :meth:`socket` switches the *calling* thread into the namespace, creates the socket and
+    switches back before returning (two ``setns`` calls, a few microseconds, against about
+    100 µs for :func:`socket_in_netns`'s thread). Both namespace files stay open until
+    :meth:`close`. If switching back ever fails the process can no longer trust which
+    namespace its thread is in, so that raises :class:`SystemExit`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        self._home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net",
+                             os.O_RDONLY | os.O_CLOEXEC)
+
+    def socket(self, family: int = socket.AF_INET, type_: int = socket.SOCK_STREAM,
+               proto: int = 0) -> socket.socket:
+        _setns(self._target, CLONE_NEWNET)
+        try:
+            return socket.socket(family, type_, proto)
+        finally:
+            try:
+                _setns(self._home, CLONE_NEWNET)
+            except OSError as e:  # pragma: no cover - would need a vanished namespace
+                raise SystemExit(f"cannot return to the original network namespace: {e}")
+
+    def close(self) -> None:
+        for fd in (self._target, self._home):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
