@@ -88,6 +88,10 @@ class Answer:
     authority: list[RR] = field(default_factory=list)
     additional: list[RR] = field(default_factory=list)
     chase: str | None = None
+    # The generation cell this answer depends on (see :class:`Zone`); ``None``: the answer
+    # must not be cached.
+    dep: list[int] | None = None
+    cacheable: bool = True
 
 
 def dashed(ip: str) -> str:
@@ -173,8 +177,25 @@ def slice_from_api(obj: Obj) -> SliceInfo | None:
 class Zone:
     """Mutable cluster zone state plus the pure lookup.
 
-    ``changed`` is bumped on every DNS-relevant change (the server keys its answer cache on
-    it); ``serial`` is the SOA serial (Unix time of the last change).
+    ``changed`` is bumped on every DNS-relevant change; ``serial`` is the SOA serial (Unix
+    time of the last change).
+
+    Cache invalidation is scoped by *generation cells* (one-element lists whose value is
+    bumped when what they cover changes): every :class:`Answer` names in ``dep`` the cell
+    it depends on, and a cached answer is valid while ``dep[0]`` still has the value it
+    had when the answer was built. Cells:
+
+    * one per existing Service (``<anything>.<svc>.<ns>.svc.<zone>`` names, headless
+      endpoints and SRV included): bumped when the Service or one of its EndpointSlices
+      changes, and when the Service is deleted;
+    * ``ptr_cell`` for reverse names: bumped on every Service or EndpointSlice change;
+    * ``global_cell`` for everything else (apex, NS, ``dns-version``, namespace and pod
+      names, names of services that do not exist, ExternalName answers): bumped when a
+      Service appears or disappears, an ExternalName or the DNS service itself changes,
+      a namespace changes, or a pod changes while pod records are ``verified``.
+
+    In-zone ExternalName chases are never cached (``dep`` is ``None``). A cached negative
+    answer may carry an older SOA serial; resolvers only use the serial's TTL fields.
     """
 
     def __init__(self, zone: str = "cluster.local", ttl: int = 30,
@@ -194,17 +215,33 @@ class Zone:
         self._pod_keys: dict[tuple[str, str], tuple[str, ...]] = {}
         self.serial = int(time.time())
         self.changed = 0
-        self._by_service: dict[tuple[str, str], list[SliceInfo]] | None = None
+        # (namespace, service) → {slice name: slice}, kept incrementally.
+        self._by_service: dict[tuple[str, str], dict[str, SliceInfo]] = {}
         self._ptr: dict[str, list[str]] | None = None
         self._chasing = 0
+        self.global_cell = [0]
+        self.ptr_cell = [0]
+        self._cells: dict[tuple[str, str], list[int]] = {}
 
     # --- mutations (boundary conversion) -------------------------------------------------
 
-    def _touch(self) -> None:
+    def _touch(self, *services: tuple[str, str], global_: bool = False,
+               ptr: bool = False) -> None:
+        """Record a change that affects the answers of ``services`` (and of the global
+        and reverse cells when asked)."""
         self.changed += 1
         self.serial = int(time.time())
-        self._by_service = None
-        self._ptr = None
+        for key in services:
+            cell = self._cells.get(key)
+            if cell is not None:
+                cell[0] += 1
+            if key == self.dns_service:
+                global_ = True
+        if ptr:
+            self._ptr = None
+            self.ptr_cell[0] += 1
+        if global_:
+            self.global_cell[0] += 1
 
     @staticmethod
     def _key(obj: Obj) -> tuple[str, str]:
@@ -216,38 +253,61 @@ class Zone:
     def set_service(self, obj: Obj) -> None:
         info = service_from_api(obj)
         key = (info.namespace, info.name)
-        if self.services.get(key) != info:
+        old = self.services.get(key)
+        if old != info:
             self.services[key] = info
-            self._touch()
+            self._cells.setdefault(key, [0])
+            self._touch(key, ptr=True, global_=old is None or "ExternalName" in (
+                old.kind, info.kind))
 
     def delete_service(self, obj: Obj) -> None:
-        if self.services.pop(self._key(obj), None) is not None:
-            self._touch()
+        key = self._key(obj)
+        if self.services.pop(key, None) is not None:
+            self._touch(key, ptr=True, global_=True)
+            self._cells.pop(key, None)
 
     def set_slice(self, obj: Obj) -> None:
         key = self._key(obj)
         info = slice_from_api(obj)
         if info is None:
             self.delete_slice(obj)
-        elif self.slices.get(key) != info:
-            self.slices[key] = info
-            self._touch()
+            return
+        old = self.slices.get(key)
+        if old == info:
+            return
+        self.slices[key] = info
+        ns, name = key
+        if old is not None and old.service != info.service:
+            self._unindex(ns, old.service, name)
+        self._by_service.setdefault((ns, info.service), {})[name] = info
+        self._touch(*{(ns, info.service), (ns, old.service if old else info.service)},
+                    ptr=True)
 
     def delete_slice(self, obj: Obj) -> None:
-        if self.slices.pop(self._key(obj), None) is not None:
-            self._touch()
+        key = self._key(obj)
+        old = self.slices.pop(key, None)
+        if old is not None:
+            self._unindex(key[0], old.service, key[1])
+            self._touch((key[0], old.service), ptr=True)
+
+    def _unindex(self, ns: str, service: str, slice_name: str) -> None:
+        group = self._by_service.get((ns, service))
+        if group is not None:
+            group.pop(slice_name, None)
+            if not group:
+                del self._by_service[(ns, service)]
 
     def set_namespace(self, obj: Obj) -> None:
         name = str((obj.get("metadata") or {}).get("name") or "")
         if name and name not in self.namespaces:
             self.namespaces.add(name)
-            self._touch()
+            self._touch(global_=True)
 
     def delete_namespace(self, obj: Obj) -> None:
         name = str((obj.get("metadata") or {}).get("name") or "")
         if name in self.namespaces:
             self.namespaces.discard(name)
-            self._touch()
+            self._touch(global_=True)
 
     def set_pod(self, obj: Obj) -> None:
         key = self._key(obj)
@@ -260,7 +320,7 @@ class Zone:
         self.delete_pod(obj, touch=False)
         self._pod_keys[key] = ips
         self.pod_ips.setdefault(key[0], set()).update(ips)
-        self._touch()
+        self._touch(global_=self.pods == "verified")
 
     def delete_pod(self, obj: Obj, touch: bool = True) -> None:
         key = self._key(obj)
@@ -270,17 +330,14 @@ class Zone:
         rest = {ip for k, v in self._pod_keys.items() if k[0] == key[0] for ip in v}
         self.pod_ips[key[0]] = rest
         if touch:
-            self._touch()
+            self._touch(global_=self.pods == "verified")
 
     # --- derived indexes ------------------------------------------------------------------
 
     def endpoints_of(self, ns: str, name: str) -> list[SliceInfo]:
-        if self._by_service is None:
-            idx: dict[tuple[str, str], list[SliceInfo]] = {}
-            for (sns, _), sl in self.slices.items():
-                idx.setdefault((sns, sl.service), []).append(sl)
-            self._by_service = idx
-        return self._by_service.get((ns, name), [])
+        """The slices of a service, ordered by slice name."""
+        group = self._by_service.get((ns, name))
+        return [group[k] for k in sorted(group)] if group else []
 
     def _ptr_index(self) -> dict[str, list[str]]:
         if self._ptr is None:
@@ -330,12 +387,18 @@ class Zone:
         nz = len(self.zone_labels)
         if len(low) >= 2 and low[-2:] == ["in-addr", "arpa"] or \
                 len(low) >= 2 and low[-2:] == ["ip6", "arpa"]:
-            return self._reverse(qname, low, qtype)
+            rev = self._reverse(qname, low, qtype)
+            if rev is not None:
+                rev.dep = self.ptr_cell
+            return rev
         if len(low) < nz or low[len(low) - nz:] != self.zone_labels:
             return None
         zspell = ".".join(labels[len(labels) - nz:])
         rel = low[:len(low) - nz]
-        return self._forward(qname, rel, qtype, zspell)
+        ans = self._forward(qname, rel, qtype, zspell)
+        if ans.dep is None and ans.cacheable:
+            ans.dep = self.global_cell
+        return ans
 
     def _reverse(self, qname: str, low: list[str], qtype: int) -> Answer | None:
         ip = reverse_to_ip(low[:-2])
@@ -409,6 +472,14 @@ class Zone:
             return self._neg(NXDOMAIN, zspell)
         if svc.kind == "ExternalName":
             return self._external(qname, svc, len(rel), qtype, zspell)
+        ans = self._svc_names(qname, rel, svc, qtype, zspell)
+        ans.dep = self._cells.get((ns, svc.name))
+        return ans
+
+    def _svc_names(self, qname: str, rel: list[str], svc: ServiceInfo, qtype: int,
+                   zspell: str) -> Answer:
+        """Names under an existing ClusterIP or headless service."""
+        ns = svc.namespace
         ready = [(ep, sl.ports) for sl in self.endpoints_of(ns, svc.name) for ep in sl.endpoints]
         if len(rel) == 2:
             return self._service(qname, svc, ready, qtype, zspell, None)
@@ -513,6 +584,7 @@ class Zone:
                     out.chase = inner.chase
                     if not inner.answer:
                         out.authority = inner.authority
+                out.cacheable = False  # depends on another service's cell
             else:
                 out.chase = target
         return out

@@ -78,6 +78,9 @@ class Query:
     udp_size: int = DEFAULT_UDP_SIZE
     do_bit: bool = False
     cache_key: bytes = b""
+    # True when the query carries an EDNS cookie (the raw packet is then unique per
+    # client and not worth caching by its bytes).
+    cookie: bool = False
 
     @property
     def rd(self) -> bool:
@@ -177,6 +180,8 @@ def parse_query(data: bytes) -> Query:
         udp_size = DEFAULT_UDP_SIZE
         do_bit = False
         opt_key = b""
+        cookie = False
+        version = 0
         for _ in range(ar):
             start = off
             rtype, rclass, ttl, rd_off, off = _skip_rr(data, off)
@@ -186,29 +191,46 @@ def parse_query(data: bytes) -> Query:
                 edns = True
                 udp_size = max(DEFAULT_UDP_SIZE, rclass)
                 do_bit = bool(ttl & 0x8000)
-                opt_key = _opt_key(data, rd_off, off, ttl)
+                version = (ttl >> 16) & 0xFF
+                opt_key, cookie = _opt_key(data, rd_off, off, ttl)
         if off != len(data):
             raise ValueError("trailing bytes")
     except ValueError as e:
         raise FormatError(msg_id, flags, str(e)) from None
     question = data[12:qend]
     key = (data[2:3] + question + (b"E%d" % min(udp_size, 65535) if edns else b"") + opt_key)
-    return Query(msg_id, flags, qname, qtype, qclass, question, edns, udp_size, do_bit, key)
+    q = Query(msg_id, flags, qname, qtype, qclass, question, edns, udp_size, do_bit, key,
+              cookie)
+    if version != 0:
+        raise BadVersion(q)
+    return q
 
 
-def _opt_key(data: bytes, off: int, end: int, ttl: int) -> bytes:
-    """EDNS options that matter for the answer (everything but the cookie), and the DO bit."""
+class BadVersion(Exception):
+    """The query's EDNS version is not 0: answer BADVERS (RFC 6891 §6.1.3)."""
+
+    def __init__(self, query: Query) -> None:
+        super().__init__("unsupported EDNS version")
+        self.query = query
+
+
+def _opt_key(data: bytes, off: int, end: int, ttl: int) -> tuple[bytes, bool]:
+    """EDNS options that matter for the answer (everything but the cookie), and the DO bit;
+    and whether a cookie was present."""
     parts = [b"D" if ttl & 0x8000 else b"-"]
+    cookie = False
     while off + 4 <= end:
         code, ln = struct.unpack_from("!HH", data, off)
         if off + 4 + ln > end:
             raise ValueError("bad EDNS option")
         if code != EDNS_OPT_COOKIE:
             parts.append(data[off:off + 4 + ln])
+        else:
+            cookie = True
         off += 4 + ln
     if off != end:
         raise ValueError("bad EDNS options")
-    return b"".join(parts)
+    return b"".join(parts), cookie
 
 
 @dataclass
@@ -308,6 +330,16 @@ def truncated(q: Query, rcode: int = NOERROR, aa: bool = True) -> bytes:
         flags |= 0x0400
     out = _HDR.pack(q.msg_id, flags, 1, 0, 0, 1 if q.edns else 0) + q.question
     return out + _opt_rr() if q.edns else out
+
+
+BADVERS = 16
+
+
+def badvers(q: Query) -> bytes:
+    """BADVERS: header + question + an OPT of version 0 carrying the upper rcode bits."""
+    flags = 0x8000 | (q.flags & 0x7900) | 0x0080 | (BADVERS & 0xF)
+    opt = b"\0" + struct.pack("!HHIH", OPT, SERVER_UDP_SIZE, (BADVERS >> 4) << 24, 0)
+    return _HDR.pack(q.msg_id, flags, 1, 0, 0, 1) + q.question + opt
 
 
 def header_only(msg_id: int, qflags: int, rcode: int) -> bytes:
