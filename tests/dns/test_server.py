@@ -324,3 +324,40 @@ def test_fuzz_does_not_harm_the_server(server: Running) -> None:
     for tcp in (False, True):
         m = server.query(AP, tcp=tcp)
         assert _texts(m) == [f"{AP} 30 IN A 10.96.0.20"]
+
+
+def test_badvers_for_an_unknown_edns_version(server: Running) -> None:
+    m = dns.message.make_query(AP, "A", use_edns=1)
+    for tcp in (False, True):
+        r = (dns.query.tcp if tcp else dns.query.udp)(m, "127.0.0.1", port=server.port,
+                                                       timeout=TIMEOUT)
+        assert r.rcode() == dns.rcode.BADVERS and r.edns == 0 and not r.answer
+
+
+def test_repeated_answers_rotate_their_addresses(server: Running) -> None:
+    name = "web.prod.svc." + Z
+    orders = {tuple(_texts(server.query(name))) for _ in range(6)}
+    assert len(orders) == 2  # both rotations of the two addresses are served
+    assert {frozenset(o) for o in orders} == {frozenset(
+        [f"{name} 30 IN A 10.244.0.5", f"{name} 30 IN A 10.244.0.6"])}
+
+
+def test_cached_negative_answers_follow_new_services(server: Running) -> None:
+    name = "late.default.svc." + Z
+    for _ in range(2):  # the second answer comes from the cache
+        assert server.query(name).rcode() == dns.rcode.NXDOMAIN
+    server.call(lambda: server.zone.set_service(svc("default", "late", "10.96.0.88")))
+    assert _texts(server.query(name)) == [f"{name} 30 IN A 10.96.0.88"]
+
+
+def test_a_change_to_one_service_keeps_the_others_cached(server: Running) -> None:
+    other = "web.prod.svc." + Z
+    server.query(AP)
+    server.query(other)
+    entries = dict(server.handler.raw_cache)
+    server.call(lambda: server.zone.set_slice(eps(
+        "default", "alpaca-prod", "alpaca-prod-new",
+        [{"addresses": ["10.244.0.99"], "conditions": {"ready": True}}], [http(8080)])))
+    valid = {server.handler.cached(e) is not None for e in entries.values()
+             if e.qtype == dns.rdatatype.A}
+    assert valid == {True, False}  # alpaca-prod's entry is stale, web.prod's is not

@@ -276,7 +276,7 @@ def test_nslookup_inside_a_pod_through_the_search_path(cluster: APIServerProcess
     dns = subprocess.Popen(
         [sys.executable, "-m", "svcnet.cli.main", "dns", "--kubeconfig",
          str(cluster.kubeconfig), "--port", str(free_port()), "--metrics-port", "0",
-         "--cluster-netns", node_netns_name("svcnet", node)],
+         "--cluster-netns", node_netns_name("svcnet", node), "--cluster-ip", "10.96.0.10"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         ok(cluster, "create", "deployment", "dnsweb", "--image=nginx")
@@ -291,6 +291,20 @@ def test_nslookup_inside_a_pod_through_the_search_path(cluster: APIServerProcess
             out = wait_for(f"nslookup {name}", answered, 20)
             assert "Server:\t\t10.96.0.10" in out
             assert "Name:\tdnsweb.default.svc.cluster.local" in out
+        # The kube-dns Service's endpoints point at where the server listens: the node's
+        # address in the node namespace (mirrored into an EndpointSlice).
+        def published() -> dict[str, Any] | None:
+            res = cluster.kubectl("get", "endpointslices", "-n", "kube-system", "-l",
+                                  "kubernetes.io/service-name=kube-dns", "-o", "json")
+            items = json.loads(res.stdout)["items"] if res.returncode == 0 else []
+            return items[0] if items and items[0].get("endpoints") else None
+        sl = wait_for("kube-dns endpoint slice", published, 20)
+        node_ip = sl["endpoints"][0]["addresses"][0]
+        assert node_ip.startswith("10.244.")
+        assert sorted((p["name"], p["protocol"], p["port"]) for p in sl["ports"]) == [
+            ("dns", "UDP", 53), ("dns-tcp", "TCP", 53), ("metrics", "TCP", 9153)]
+        out = ok(cluster, "exec", "tools", "--", "nslookup", "dnsweb", node_ip)
+        assert ip in out
     finally:
         dns.terminate()
         dns.wait(10)

@@ -27,18 +27,21 @@ def kubectl(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_up_detach_down_keeps_state(tmp_path: Path) -> None:
     data, port = tmp_path / "d", free_port()
-    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--dns-port", str(free_port()),
+                 "--detach")
     try:
         assert res.returncode == 0, res.stderr
         assert f"export KUBECONFIG={data / 'kubeconfig'}" in res.stdout
         assert kubectl(data, "create", "namespace", "kept").returncode == 0
-        again = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+        again = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--dns-port", str(free_port()),
+                 "--detach")
         assert again.returncode == 1 and "already running" in again.stderr
     finally:
         down = svcnet("down", "--data-dir", str(data))
     assert down.returncode == 0, down.stderr
     assert not (data / "svcnet.pid").exists()
-    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--detach")
+    res = svcnet("up", "--data-dir", str(data), "--api-port", str(port), "--dns-port", str(free_port()),
+                 "--detach")
     try:
         assert res.returncode == 0, res.stderr
         out = kubectl(data, "get", "namespace", "kept", "-o", "name")

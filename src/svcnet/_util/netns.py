@@ -13,6 +13,7 @@ Linux only; needs CAP_SYS_ADMIN (root).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import socket
@@ -93,11 +94,10 @@ class NetnsSockets:
             try:
                 _setns(self._home, CLONE_NEWNET)
             except OSError as e:  # pragma: no cover - would need a vanished namespace
-                raise SystemExit(f"cannot return to the original network namespace: {e}")
+                raise SystemExit(
+                    f"cannot return to the original network namespace: {e}") from e
 
     def close(self) -> None:
         for fd in (self._target, self._home):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass

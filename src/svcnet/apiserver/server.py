@@ -44,7 +44,11 @@ class APIServerConfig:
 
 
 def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict[str, Any]]]:
-    """Objects every cluster starts with (kubeadm's defaults)."""
+    """Objects every cluster starts with (kubeadm's defaults).
+
+    ``kube-dns`` has no selector: svcnet's DNS server is not a pod, and it publishes the
+    address it listens on as the Service's Endpoints itself (as the API server does for
+    ``kubernetes``)."""
     ep = kinds.lookup("", "endpoints")
     assert ep is not None and NAMESPACES is not None and SERVICES is not None
     out: list[tuple[kinds.ResourceInfo, dict[str, Any]]] = [
@@ -68,7 +72,7 @@ def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict
                                 "kubernetes.io/name": "CoreDNS"},
                      "annotations": {"prometheus.io/port": "9153",
                                      "prometheus.io/scrape": "true"}},
-        "spec": {"clusterIP": cfg.dns_service_ip, "selector": {"k8s-app": "kube-dns"},
+        "spec": {"clusterIP": cfg.dns_service_ip,
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                            {"name": "metrics", "port": 9153, "protocol": "TCP",

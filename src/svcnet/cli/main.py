@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start a one-node cluster")
     _add_common(up)
     up.add_argument("--api-port", type=int, default=6443)
-    up.add_argument("--dns-port", type=int, default=0,
-                    help="host loopback port for the cluster DNS (0: none)")
+    up.add_argument("--dns-port", type=int, default=10053,
+                    help="host loopback port of the cluster DNS (default: %(default)s)")
     up.add_argument("--runtime", choices=("netns", "process"), default=None,
                     help="pod runtime (default: netns as root on Linux, else process)")
     up.add_argument("--proxy-mode", default="userspace",
@@ -89,9 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--metrics-port", type=int, default=9153,
                     help="Prometheus /metrics on 127.0.0.1 (0: off)")
     dn.add_argument("--cluster-netns", default=None,
-                    help="also listen on --cluster-ip:53 inside this network namespace "
-                         "(the node's), where pods send their queries")
-    dn.add_argument("--cluster-ip", default="10.96.0.10")
+                    help="also listen on the node's address (port 53, metrics on 9153) "
+                         "inside this network namespace and publish it as the kube-dns "
+                         "endpoints")
+    dn.add_argument("--cluster-ip", default=None,
+                    help="with --cluster-netns, also listen on this service VIP directly "
+                         "(for a cluster without a service proxy)")
     return parser
 
 

@@ -112,10 +112,11 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                             *(["--node-name", args.node_name] if args.node_name else []),
                             *verbose],
                   log_path=data_dir / "logs" / "agent.log"),
-    ] + ([Component("dns", [*py, "dns", "--data-dir", str(data_dir),
-                             "--port", str(args.dns_port), "--metrics-port", "0",
-                             *_dns_cluster_args(args), *verbose],
-                    log_path=data_dir / "logs" / "dns.log")] if args.dns_port else [])
+        Component("dns", [*py, "dns", "--data-dir", str(data_dir),
+                          "--port", str(args.dns_port), "--metrics-port", "0",
+                          *_dns_cluster_args(args), *verbose],
+                  log_path=data_dir / "logs" / "dns.log"),
+    ]
 
 
 def _dns_cluster_args(args: argparse.Namespace) -> list[str]:
@@ -125,14 +126,15 @@ def _dns_cluster_args(args: argparse.Namespace) -> list[str]:
     if (args.runtime or default_runtime()) != "netns":
         return []
     node = args.node_name or default_node_name()
-    return ["--cluster-netns", node_netns_name("svcnet", node)]
+    return ["--cluster-netns", node_netns_name("svcnet", node), "--cluster-ip", "10.96.0.10"]
 
 
-def _usage(data_dir: Path, port: int) -> str:
+def _usage(data_dir: Path, port: int, dns_port: int) -> str:
     kc = data_dir / "kubeconfig"
     return (f"svcnet is running: API https://127.0.0.1:{port}\n"
             f"  export KUBECONFIG={kc}\n"
             f"  kubectl get nodes,namespaces,services -A\n"
+            f"  dig @127.0.0.1 -p {dns_port} kubernetes.default.svc.cluster.local\n"
             f"Logs in {data_dir / 'logs'}.")
 
 
@@ -149,7 +151,8 @@ def up(args: argparse.Namespace) -> int:
     write_kubeconfig(data_dir / "kubeconfig", pki, f"https://127.0.0.1:{args.api_port}")
     if args.detach:
         return _detach(args, data_dir)
-    return Supervisor(_component_argv(args, data_dir), data_dir, args.api_port).run()
+    return Supervisor(_component_argv(args, data_dir), data_dir, args.api_port,
+                      args.dns_port).run()
 
 
 def _detach(args: argparse.Namespace, data_dir: Path) -> int:
@@ -167,7 +170,7 @@ def _detach(args: argparse.Namespace, data_dir: Path) -> int:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
         return 1
-    print(_usage(data_dir, args.api_port))
+    print(_usage(data_dir, args.api_port, args.dns_port))
     print(f"Stop it with: svcnet down --data-dir {data_dir}")
     return 0
 
@@ -191,10 +194,12 @@ def down(data_dir: Path) -> int:
 class Supervisor:
     """Keeps the components running until told to stop."""
 
-    def __init__(self, components: list[Component], data_dir: Path, api_port: int) -> None:
+    def __init__(self, components: list[Component], data_dir: Path, api_port: int,
+                 dns_port: int) -> None:
         self.components = components
         self.data_dir = data_dir
         self.api_port = api_port
+        self.dns_port = dns_port
         self.stopping = False
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -211,7 +216,7 @@ class Supervisor:
                           self.data_dir / "pki" / "ca.crt", timeout=60.0, proc=api.proc):
                 for c in self.components[1:]:
                     c.start()
-                print(_usage(self.data_dir, self.api_port), flush=True)
+                print(_usage(self.data_dir, self.api_port, self.dns_port), flush=True)
                 print("Press Ctrl-C to stop.", flush=True)
             else:
                 print(f"the API server did not become ready; see {self.data_dir / 'logs'}",

@@ -351,6 +351,127 @@ class UDPProtocol(asyncio.DatagramProtocol):
             _observe(self.handler, "udp", data, res, start)
 
 
+class BatchedUDPServer:
+    """The UDP side on Linux: datagrams read and answered in batches with
+    ``recvmmsg``/``sendmmsg`` (:mod:`svcnet._util.mmsg`) from an event-loop reader
+    callback. Same answers as :class:`UDPProtocol`; a query that needs forwarding is
+    finished in a task and sent with a plain ``sendto``.
+
+    Latency metrics are per batch: every answer of a batch is observed with the time from
+    reading the batch to finishing its answers."""
+
+    def __init__(self, handler: DNSHandler, sock: socket.socket) -> None:
+        from svcnet._util.mmsg import DatagramBatch
+        self.handler = handler
+        self.sock = sock
+        sock.setblocking(False)
+        self.batch = DatagramBatch()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        if self._loop is not None and self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+        for t in self._tasks:
+            t.cancel()
+        self.sock.close()
+
+    def _on_readable(self) -> None:
+        try:
+            self._drain()
+        except Exception:  # the reader must survive anything one batch does
+            log.exception("udp batch")
+
+    def _drain(self) -> None:
+        fd = self.sock.fileno()
+        batch, h = self.batch, self.handler
+        raw_cache, cached, observe = h.raw_cache, h.cached, h.metrics.observe
+        bufsize = batch.bufsize
+        while True:
+            n = batch.recv(fd)
+            if n == 0:
+                return
+            start = time.perf_counter()
+            done: list[tuple[int, int]] = []
+            for i in range(n):
+                data = batch.data(i)
+                if data is None:
+                    continue
+                entry = raw_cache.get(data[2:])
+                if entry is not None:
+                    body = cached(entry)
+                    if body is not None:
+                        batch.reply(i, data[:2] + body)
+                        done.append((entry.qtype, entry.rcode))
+                        continue
+                res = h.answer_local(data, True)
+                if isinstance(res, Query):
+                    self._spawn(data, batch.address(i), start)
+                elif res is not None:
+                    if len(res) <= bufsize:
+                        batch.reply(i, res)
+                    else:
+                        with contextlib.suppress(OSError):
+                            self.sock.sendto(res, batch.address(i))
+                    done.append((_qtype_of(data), res[3] & 0xF))
+            batch.flush(fd)
+            elapsed = time.perf_counter() - start
+            for qtype, rcode in done:
+                observe("udp", qtype, rcode, elapsed)
+            if n < batch.size:
+                return
+
+    def _spawn(self, data: bytes, addr: Any, start: float) -> None:
+        assert self._loop is not None
+        t = self._loop.create_task(self._slow(data, addr, start))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _slow(self, data: bytes, addr: Any, start: float) -> None:
+        res = await self.handler.answer(data, True)
+        if res is not None and self.sock.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                self.sock.sendto(res, addr)
+            _observe(self.handler, "udp", data, res, start)
+
+
+def _qtype_of(query: bytes) -> int:
+    try:
+        _, end = wire.read_name(query, 12)
+        return int(struct.unpack_from("!H", query, end)[0])
+    except Exception:
+        return 0
+
+
+class UDPServer:
+    """Whichever UDP server suits the platform, on an already bound socket."""
+
+    def __init__(self, handler: DNSHandler, sock: socket.socket) -> None:
+        from svcnet._util import mmsg
+        self.sock = sock
+        self._batched = BatchedUDPServer(handler, sock) if mmsg.available() else None
+        self._transport: asyncio.DatagramTransport | None = None
+        self.handler = handler
+
+    async def start(self) -> None:
+        if self._batched is not None:
+            self._batched.start()
+            return
+        loop = asyncio.get_running_loop()  # pragma: no cover - non-Linux
+        self._transport, _ = await loop.create_datagram_endpoint(  # pragma: no cover
+            lambda: UDPProtocol(self.handler), sock=self.sock)
+
+    def close(self) -> None:
+        if self._batched is not None:
+            self._batched.close()
+        elif self._transport is not None:  # pragma: no cover - non-Linux
+            self._transport.close()
+
+
 class TCPProtocol(asyncio.Protocol):
     """Length-prefixed messages; answers are written in completion order. A connection idle
     for ``TCP_IDLE_TIMEOUT`` seconds, or holding more than ``MAX_BUFFER`` unread bytes, is
@@ -445,15 +566,11 @@ def _put(cache: dict[bytes, CacheEntry], key: bytes, entry: CacheEntry) -> None:
 
 
 def _observe(h: DNSHandler, proto: str, query: bytes, res: bytes, start: float) -> None:
-    qtype = 0
-    with contextlib.suppress(Exception):
-        _, end = wire.read_name(query, 12)
-        qtype = struct.unpack_from("!H", query, end)[0]
-    h.metrics.observe(proto, qtype, res[3] & 0xF, time.perf_counter() - start)
+    h.metrics.observe(proto, _qtype_of(query), res[3] & 0xF, time.perf_counter() - start)
 
 
 async def listen(handler: DNSHandler, host: str, port: int
-                 ) -> tuple[asyncio.DatagramTransport, asyncio.Server]:
+                 ) -> tuple[UDPServer, asyncio.Server]:
     """Bind UDP and TCP on ``host:port``. With port 0 the TCP side picks a free port and UDP
     takes the same number (retried when that UDP port is taken)."""
     loop = asyncio.get_running_loop()
@@ -461,14 +578,18 @@ async def listen(handler: DNSHandler, host: str, port: int
         tcp = await loop.create_server(lambda: TCPProtocol(handler), host, port,
                                        reuse_address=True)
         bound = tcp.sockets[0].getsockname()[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        usock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            udp, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(handler),
-                                                         local_addr=(host, bound))
+            usock.bind((host, bound))
         except OSError:
+            usock.close()
             tcp.close()
             if port != 0 or attempt == 19:
                 raise
             continue
+        udp = UDPServer(handler, usock)
+        await udp.start()
         return udp, tcp
     raise OSError("no free port")  # pragma: no cover - the loop returns or raises
 
@@ -483,66 +604,143 @@ class DNSConfig:
     zone: str = "cluster.local"
     pods: str = "insecure"
     metrics_port: int = 0
-    # Also answer pods: on ``cluster_ip:53`` inside this network namespace (the node's),
+    # Also answer pods on the node's address inside this network namespace (the node's),
+    # and publish it as the kube-dns endpoints; with ``cluster_ip`` also on that VIP
+    # directly (a cluster without a service proxy).
     # where the pods' resolv.conf points.
     cluster_netns: str | None = None
-    cluster_ip: str = "10.96.0.10"
+    cluster_ip: str | None = None
 
 
 class ClusterListener:
-    """UDP+TCP on ``ip:53`` inside network namespace ``netns`` (made by the node agent).
+    """Where pods reach the server: UDP+TCP port 53 (and metrics on 9153) on the node's own
+    address inside network namespace ``netns`` (made by the node agent), plus optionally a
+    service VIP for clusters without a service proxy.
 
-    The address is added to the namespace's loopback (pods route to it through the node
-    bridge) and removed again by :meth:`close`. Sockets are created inside the namespace
+    The node address is the namespace's first global IPv4 address (the pod bridge); it is
+    what the ``kube-dns`` Service's endpoints point at, so the service proxy carries
+    ``10.96.0.10:53`` to it. A VIP is added to the namespace's loopback and removed again by
+    :meth:`close`. Sockets are created inside the namespace
     (:func:`svcnet._util.netns.socket_in_netns`); this process stays in its own."""
 
-    def __init__(self, handler: DNSHandler, netns: str, ip: str, port: int = 53) -> None:
-        self.handler, self.netns, self.ip, self.port = handler, netns, ip, port
-        self.udp: asyncio.DatagramTransport | None = None
-        self.tcp: asyncio.Server | None = None
+    def __init__(self, handler: DNSHandler, netns: str, vip: str | None = None,
+                 port: int = 53) -> None:
+        self.handler, self.netns, self.vip, self.port = handler, netns, vip, port
+        self.node_ip: str | None = None
+        self.udp: list[UDPServer] = []
+        self.tcp: list[asyncio.Server] = []
+        self.metrics_cleanup: Callable[[], Any] | None = None
         self.added = False
 
-    async def _ip(self, *args: str) -> int:
+    async def _ip(self, *args: str) -> tuple[int, bytes]:
         proc = await asyncio.create_subprocess_exec(
-            "ip", "-n", self.netns, *args, stdout=asyncio.subprocess.DEVNULL,
+            "ip", "-n", self.netns, *args, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
-        return await proc.wait()
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out
+
+    async def _node_address(self) -> str | None:
+        import json
+        rc, out = await self._ip("-j", "-4", "addr", "show", "scope", "global")
+        if rc != 0:
+            return None
+        for link in json.loads(out or b"[]"):
+            for a in link.get("addr_info") or []:
+                if a.get("local") and link.get("ifname") != "lo":
+                    return str(a["local"])
+        return None
 
     async def start(self, wait: float = 120.0) -> None:
-        """Wait for the namespace to exist, then listen; gives up after ``wait`` seconds."""
+        """Wait for the namespace and its node address, then listen; gives up after
+        ``wait`` seconds."""
         from svcnet._util import netns as nsutil
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not nsutil.exists(self.netns):
+        while True:
+            if nsutil.exists(self.netns):
+                self.node_ip = await self._node_address()
+                if self.node_ip is not None:
+                    break
             if loop.time() > deadline:
-                log.warning("network namespace %s never appeared; not listening on %s",
-                            self.netns, self.ip)
+                log.warning("network namespace %s (with an address) never appeared; not "
+                            "listening there", self.netns)
                 return
             await asyncio.sleep(0.5)
-        await self._ip("link", "set", "lo", "up")
-        self.added = await self._ip("addr", "add", f"{self.ip}/32", "dev", "lo") == 0
-        usock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
-        usock.bind((self.ip, self.port))
-        tsock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
-        tsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tsock.bind((self.ip, self.port))
-        self.udp, _ = await loop.create_datagram_endpoint(lambda: UDPProtocol(self.handler),
-                                                          sock=usock)
-        self.tcp = await loop.create_server(lambda: TCPProtocol(self.handler), sock=tsock)
-        log.info("dns listening on %s:%d inside %s", self.ip, self.port, self.netns)
+        addresses = [self.node_ip]
+        if self.vip:
+            await self._ip("link", "set", "lo", "up")
+            self.added = (await self._ip("addr", "add", f"{self.vip}/32", "dev", "lo"))[0] == 0
+            addresses.append(self.vip)
+        for ip in addresses:
+            usock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
+            usock.bind((ip, self.port))
+            udp = UDPServer(self.handler, usock)
+            await udp.start()
+            self.udp.append(udp)
+            tsock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
+            tsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tsock.bind((ip, self.port))
+            self.tcp.append(await loop.create_server(lambda: TCPProtocol(self.handler),
+                                                     sock=tsock))
+        msock = nsutil.socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
+        msock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        msock.bind((self.node_ip, METRICS_PORT))
+        self.metrics_cleanup = await _serve_metrics(self.handler.metrics, sock=msock)
+        log.info("dns listening on %s:%d inside %s", " ".join(addresses), self.port,
+                 self.netns)
 
     async def close(self) -> None:
-        if self.udp is not None:
-            self.udp.close()
-        if self.tcp is not None:
-            self.tcp.close()
-        if self.added:
+        for u in self.udp:
+            u.close()
+        for t in self.tcp:
+            t.close()
+        if self.metrics_cleanup is not None:
+            await self.metrics_cleanup()
+        if self.added and self.vip:
             from svcnet._util import netns as nsutil
             if nsutil.exists(self.netns):
-                await self._ip("addr", "del", f"{self.ip}/32", "dev", "lo")
+                await self._ip("addr", "del", f"{self.vip}/32", "dev", "lo")
 
 
-async def _serve_metrics(metrics: Metrics, host: str, port: int) -> Callable[[], Any]:
+METRICS_PORT = 9153
+
+
+def dns_endpoints(ip: str | None) -> dict[str, Any]:
+    """The ``kube-system/kube-dns`` Endpoints pointing at ``ip`` (no subsets for
+    ``None``), with the kube-dns Service's port names."""
+    subsets = [] if ip is None else [{
+        "addresses": [{"ip": ip}],
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                  {"name": "metrics", "port": METRICS_PORT, "protocol": "TCP"}]}]
+    return {"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                         "labels": {"k8s-app": "kube-dns"}},
+            "subsets": subsets}
+
+
+async def publish_endpoints(client: Any, ip: str | None) -> None:
+    """Create or replace the kube-dns Endpoints (the endpoint-mirroring controller turns
+    them into an EndpointSlice, as for any selector-less Service)."""
+    from svcnet.model import kinds
+    from svcnet.model.errors import APIError
+    res = kinds.require("", "endpoints")
+    body = dns_endpoints(ip)
+    try:
+        cur = await client.get(res, "kube-system", "kube-dns")
+    except APIError as e:
+        if e.code != 404:
+            raise
+        await client.create(res, "kube-system", body)
+        return
+    if cur.get("subsets") != body["subsets"]:
+        body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        await client.update(res, body)
+
+
+async def _serve_metrics(metrics: Metrics, host: str = "", port: int = 0,
+                         sock: socket.socket | None = None) -> Callable[[], Any]:
+    """``/metrics`` on ``host:port``, or on an already bound ``sock``."""
     from aiohttp import web
 
     async def handle(_req: web.Request) -> web.Response:
@@ -552,8 +750,27 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> Callable[[],
     app.router.add_get("/metrics", handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else \
+        web.TCPSite(runner, host, port)
+    await site.start()
     return runner.cleanup
+
+
+async def _serve_cluster(cluster: ClusterListener, client: Any) -> None:
+    """Listen inside the node namespace, then keep the kube-dns endpoints pointing there
+    (retried with back-off until the API takes them)."""
+    from svcnet._util.backoff import Backoff
+    await cluster.start()
+    if cluster.node_ip is None:
+        return
+    backoff = Backoff(initial=0.5, maximum=10.0)
+    while True:
+        try:
+            await publish_endpoints(client, cluster.node_ip)
+            return
+        except Exception as e:
+            log.warning("publishing the kube-dns endpoints: %s", e)
+            await asyncio.sleep(backoff.next())
 
 
 def _updater(on_set: Callable[[dict[str, Any]], None]
@@ -593,7 +810,7 @@ async def run(cfg: DNSConfig) -> None:
     factory.start()
     cluster = ClusterListener(handler, cfg.cluster_netns, cfg.cluster_ip) \
         if cfg.cluster_netns else None
-    cluster_task = asyncio.ensure_future(cluster.start()) if cluster else None
+    cluster_task = asyncio.ensure_future(_serve_cluster(cluster, client)) if cluster else None
     try:
         sync = asyncio.ensure_future(factory.wait_for_sync())
         stopper = asyncio.ensure_future(stop.wait())
@@ -607,6 +824,9 @@ async def run(cfg: DNSConfig) -> None:
         if cluster_task is not None:
             cluster_task.cancel()
         if cluster is not None:
+            if cluster.node_ip is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(publish_endpoints(client, None), 5)
             await cluster.close()
         udp.close()
         tcp.close()
