@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--proxy-mode", default="userspace",
                     choices=("userspace", "iptables", "nftables", "ipvs"))
     up.add_argument("--service-cidr", default="10.96.0.0/12")
+    up.add_argument("--lb-pool", default="127.240.0.0/24",
+                    help="addresses given to LoadBalancer services; loopback by default so "
+                         "the host reaches them (default: %(default)s)")
     up.add_argument("--agent-port", type=int, default=10250,
                     help="loopback port of the node agent (logs, exec, port-forward)")
     up.add_argument("--node-name", default=None, help="default: the host name")
@@ -60,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(cm)
     cm.add_argument("--kubeconfig", type=Path, default=None,
                     help="default: <data-dir>/kubeconfig")
+    cm.add_argument("--lb-pool", default="127.240.0.0/24",
+                    help="addresses given to LoadBalancer services (default: %(default)s)")
     cm.add_argument("--pod-gc-quarantine", type=float, default=40.0,
                     help="seconds before pods bound to a missing node are deleted")
     ag = sub.add_parser("agent", help="run the node agent alone")
@@ -126,7 +131,7 @@ def run_controller_manager(args: argparse.Namespace) -> int:
     from svcnet.controllers.manager import run
     _install_loop()
     asyncio.run(run(args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
-                    pod_gc_quarantine=args.pod_gc_quarantine))
+                    pod_gc_quarantine=args.pod_gc_quarantine, lb_pool=args.lb_pool))
     return 0
 
 

@@ -104,7 +104,7 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                                 "--service-cidr", args.service_cidr, *verbose],
                   log_path=data_dir / "logs" / "apiserver.log"),
         Component("controller-manager", [*py, "controller-manager", "--data-dir",
-                                         str(data_dir), *verbose],
+                                         str(data_dir), "--lb-pool", args.lb_pool, *verbose],
                   log_path=data_dir / "logs" / "controller-manager.log"),
         Component("agent", [*py, "agent", "--data-dir", str(data_dir),
                             "--port", str(args.agent_port),

@@ -19,7 +19,8 @@ log = logging.getLogger("svcnet.controller-manager")
 
 
 def build_controllers(client: APIClient, factory: InformerFactory, host: str,
-                      pod_gc_quarantine: float = 40.0) -> list[Controller]:
+                      pod_gc_quarantine: float = 40.0,
+                      lb_pool: str | None = None) -> list[Controller]:
     """Every controller, registered on the factory's informers (not yet started); each
     records events under its upstream component name (``From`` in ``kubectl describe``)."""
     from svcnet.controllers.deployment import DeploymentController
@@ -30,6 +31,7 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
     from svcnet.controllers.podgc import PodGC
     from svcnet.controllers.replicaset import ReplicaSetController
     from svcnet.controllers.scheduler import Scheduler
+    from svcnet.controllers.servicelb import DEFAULT_POOL, ServiceLBController
 
     def rec(component: str) -> EventRecorder:
         return EventRecorder(client, component, host)
@@ -43,15 +45,18 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
         EndpointSliceController(client, factory, rec("endpointslice-controller")),
         EndpointSliceMirroringController(client, factory,
                                          rec("endpointslice-mirroring-controller")),
+        ServiceLBController(client, factory, rec("service-controller"),
+                            pool=lb_pool or DEFAULT_POOL),
     ]
 
 
 async def run(kubeconfig: Path, sync_timeout: float = 60.0,
-              pod_gc_quarantine: float = 40.0) -> None:
+              pod_gc_quarantine: float = 40.0, lb_pool: str | None = None) -> None:
     """Run until SIGTERM/SIGINT or cancellation."""
     client = APIClient.from_kubeconfig(kubeconfig, user_agent="svcnet-controller-manager")
     factory = InformerFactory(client)
-    controllers = build_controllers(client, factory, socket.gethostname(), pod_gc_quarantine)
+    controllers = build_controllers(client, factory, socket.gethostname(), pod_gc_quarantine,
+                                    lb_pool)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

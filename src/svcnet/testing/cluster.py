@@ -115,13 +115,13 @@ class APIServerProcess:
 
     # --- the controller-manager ---------------------------------------------------------
 
-    def start_controllers(self) -> subprocess.Popen[bytes]:
-        """Start ``svcnet controller-manager`` against this server (stopped by
-        :meth:`stop_controllers` or :meth:`stop`)."""
+    def start_controllers(self, *extra_args: str) -> subprocess.Popen[bytes]:
+        """Start ``svcnet controller-manager`` (with ``extra_args``) against this server
+        (stopped by :meth:`stop_controllers` or :meth:`stop`)."""
         log = open(self.data_dir / "controller-manager.log", "ab")  # noqa: SIM115
         self.controllers = subprocess.Popen(
             [sys.executable, "-m", "svcnet.cli.main", "controller-manager", "--kubeconfig",
-             str(self.kubeconfig), "-v", "--pod-gc-quarantine", "2"],
+             str(self.kubeconfig), "-v", "--pod-gc-quarantine", "2", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         return self.controllers
