@@ -27,8 +27,9 @@ class ProxyState:
 
     ``services`` maps each service port to its info; ``endpoints`` maps it to *all* its
     endpoints sorted by ``ip:port`` string (selection by readiness, terminating fallback and
-    traffic policy is :func:`svcnet.proxy.endpoints.categorize`'s job, which dataplanes
-    call with ``node_name``).
+    traffic policy is :func:`svcnet.proxy.endpoints.select_endpoints`'s job, which
+    dataplanes call with ``node_name``). Endpoints are listed for every service port some
+    EndpointSlice names, whether or not that service port exists.
     """
 
     node_name: str = ""

@@ -1,0 +1,629 @@
+"""The userspace dataplane: kube-proxy's legacy userspace mode, with svcnet's layout.
+
+Every frontend of a service port is a socket this process listens on; each accepted TCP
+connection (or each UDP client address) is relayed to an endpoint picked by an IPVS-style
+scheduler (:mod:`svcnet.proxy.schedulers`, ``rr`` by default or the service's
+``svcnet.io/ipvs-scheduler``) with ClientIP affinity (:mod:`svcnet.proxy.affinity`).
+The byte relays live in :mod:`svcnet.proxy.dataplanes._relay`.
+
+Where frontends live
+    With ``netns`` set (the netns pod runtime), *cluster-side* frontends — ClusterIPs,
+    NodePorts on the node IPs, non-loopback externalIPs and load-balancer IPs — are
+    sockets created inside that namespace (the node's, which pods reach through its
+    bridge); an address not yet present there is added to its ``lo`` as /32 or /128 and
+    removed once no service uses it (only addresses this dataplane added are ever
+    removed). *Host-side* frontends — the NodePort on 127.0.0.1 and every loopback
+    address (load-balancer IPs from a loopback pool, loopback externalIPs) — are sockets
+    in this process's own namespace; 127/8 is local there, so nothing is added.
+    Endpoints are always dialled from inside ``netns``.
+    With ``netns=None`` (the process runtime) everything is in this process's namespace:
+    only loopback frontends are served and only loopback endpoints dialled; the others are
+    listed under ``skipped`` in :meth:`UserspaceDataplane.status`.
+
+Which endpoints
+    ClusterIP frontends use the selection's ``internal`` endpoints, the others its
+    ``external`` ones (:func:`svcnet.proxy.endpoints.select_endpoints`). Weights come from
+    ``ServicePortInfo.weights`` matched by pod name (``EndpointInfo.target``), then by IP.
+    Affinity is one table per service port, shared by both kinds of frontend.
+
+No endpoints
+    A frontend without endpoints is not listened on, so the kernel answers TCP with RST
+    and UDP with ICMP port unreachable (kube-proxy's REJECT). For DROP (a ``Local``
+    policy and no endpoint on this node) the same happens: a userspace proxy cannot make
+    the kernel silently drop, unlike the kernel modes; clients see a refusal, not a
+    timeout. ``status()`` still reports the verdict as DROP. The frontend's address stays
+    added while the Service exists, so the refusal comes from this node.
+
+Changes
+    Endpoint changes affect new connections only; established ones drain on their old
+    endpoint (listed as ``draining`` until they end). A removed frontend stops listening;
+    its established TCP connections go on until they end, its UDP flows are closed with it.
+    The client's source address is not preserved: endpoints see the node as the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from svcnet._util.netns import NetnsSockets
+from svcnet.proxy import dataplane
+from svcnet.proxy.affinity import AffinityTable
+from svcnet.proxy.dataplane import ProxyState
+from svcnet.proxy.dataplanes._relay import (
+    DIAL_TIMEOUTS,
+    Backend,
+    Pool,
+    TcpFrontend,
+    UdpFrontend,
+    family_of,
+)
+from svcnet.proxy.endpoints import select_endpoints, verdict
+from svcnet.proxy.schedulers import Destination, make_scheduler
+from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
+
+log = logging.getLogger("svcnet.proxy.userspace")
+
+__all__ = ["UserspaceDataplane", "UserspaceSyncError"]
+
+INTERNAL, EXTERNAL = "internal", "external"
+HOST = ""  # the ``where`` of a frontend in this process's own namespace
+NOFILE_TARGET = 64000  # kube-proxy's userspace mode raises RLIMIT_NOFILE to this
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# (protocol, ip, port, where): where is the netns name or HOST.
+Key = tuple[str, str, int, str]
+
+
+class UserspaceSyncError(RuntimeError):
+    """Some frontends could not be opened; the rest of the sync was applied."""
+
+
+def raise_nofile_limit(target: int = NOFILE_TARGET) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``target`` (capped by the hard limit); returns
+    the soft limit in force afterwards. Never lowers it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    return soft
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _networks(ranges: Iterable[str]) -> tuple[Network, ...]:
+    out: list[Network] = []
+    for r in ranges:
+        try:
+            out.append(ipaddress.ip_network(r.strip(), strict=False))
+        except ValueError:
+            log.warning("ignoring invalid loadBalancerSourceRange %r", r)
+    return tuple(out)
+
+
+def _describe(key: Key) -> str:
+    proto, ip, port, where = key
+    host = f"[{ip}]" if ":" in ip else ip
+    place = f"in netns {where}" if where else "host"
+    return f"{proto.lower()} {host}:{port} {place}"
+
+
+@dataclass
+class _Plan:
+    """What one service port should look like after this sync."""
+
+    info: ServicePortInfo
+    internal: tuple[EndpointInfo, ...]
+    external: tuple[EndpointInfo, ...]
+    internal_verdict: str
+    external_verdict: str
+    # frontend -> (kind, source ranges)
+    wants: dict[Key, tuple[str, tuple[Network, ...]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    ns_ips: frozenset[str] = frozenset()
+
+    def serves(self, kind: str) -> bool:
+        return bool(self.internal if kind == INTERNAL else self.external)
+
+
+class _Port:
+    """The programmed state of one service port."""
+
+    def __init__(self, name: ServicePortName, info: ServicePortInfo, scheduler: str) -> None:
+        self.name = name
+        self.info = info
+        self.scheduler_name = scheduler
+        self.internal = Pool(make_scheduler(scheduler))
+        self.external = Pool(make_scheduler(scheduler))
+        self.affinity: AffinityTable | None = None
+        self.backends: dict[str, Backend] = {}
+        self.draining: dict[str, Backend] = {}
+        self.frontends: dict[Key, TcpFrontend | UdpFrontend] = {}
+        self.skipped: dict[str, str] = {}
+        self.ns_ips: frozenset[str] = frozenset()
+        self.error = ""
+
+    def pool(self, kind: str) -> Pool:
+        return self.internal if kind == INTERNAL else self.external
+
+
+class UserspaceDataplane:
+    """Userspace proxying of every service port (see the module doc).
+
+    ``default_scheduler`` is used when a service names none (or an unknown one);
+    ``udp_idle_timeout`` (seconds) closes a UDP client flow after that long without a
+    packet either way; ``clock`` (monotonic seconds) drives affinity and UDP idleness;
+    ``dial_timeouts`` is the per-attempt backend dial timeout list. Must be used from one
+    event loop; :meth:`sync` calls must not overlap.
+    """
+
+    name = "userspace"
+
+    def __init__(self, netns: str | None = None, default_scheduler: str = "rr",
+                 udp_idle_timeout: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic, node_zone: str = "",
+                 dial_timeouts: Sequence[float] = DIAL_TIMEOUTS, backlog: int = 4096) -> None:
+        make_scheduler(default_scheduler)  # ValueError for an unknown name
+        self.netns = netns
+        self.default_scheduler = default_scheduler
+        self.udp_idle_timeout = udp_idle_timeout
+        self.clock = clock
+        self.node_zone = node_zone
+        self.dial_timeouts = tuple(dial_timeouts)
+        self.backlog = backlog
+        self._ports: dict[ServicePortName, _Port] = {}
+        self._owners: dict[Key, ServicePortName] = {}
+        self._retired: set[TcpFrontend] = set()  # stopped listening, connections remain
+        self._addr_refs: dict[str, int] = {}  # netns IP -> service ports using it
+        self._added: set[str] = set()  # netns IPs this dataplane added to lo
+        self._ns: NetnsSockets | None = None
+        self._node: tuple[str, tuple[str, ...]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.nofile = raise_nofile_limit()
+
+    # --- sync ------------------------------------------------------------------------------
+
+    async def sync(self, state: ProxyState, changed: set[ServicePortName],
+                   full: bool) -> None:
+        """Apply ``state`` (see :class:`svcnet.proxy.dataplane.Dataplane`).
+
+        Only the service ports in ``changed`` are looked at unless ``full`` (or the node
+        name/IPs changed). A frontend that cannot be opened leaves its service port
+        without any frontend opened in this sync; the other service ports are applied and
+        :class:`UserspaceSyncError` is raised at the end, so a later full sync retries.
+        """
+        self._loop = asyncio.get_running_loop()
+        if self.netns is not None and self._ns is None:
+            await self._ip("link", "set", "lo", "up")
+            self._ns = NetnsSockets(self.netns)
+        node = (state.node_name, tuple(state.node_ips))
+        if node != self._node:
+            full = True
+            self._node = node
+        names = set(state.services) | set(self._ports) if full else set(changed)
+        plans: dict[ServicePortName, _Plan | None] = {}
+        for name in names:
+            info = state.services.get(name)
+            plans[name] = None if info is None else self._plan(
+                info, state.endpoints.get(name, ()), state)
+
+        # 1. Stop listening where a frontend is no longer wanted or has no endpoints.
+        for name, plan in plans.items():
+            port = self._ports.get(name)
+            if port is None:
+                continue
+            for key in list(port.frontends):
+                want = plan.wants.get(key) if plan is not None else None
+                if want is None or not plan.serves(want[0]):  # type: ignore[union-attr]
+                    self._close_frontend(port, key)
+
+        # 2. Addresses the frontends need inside the namespace.
+        for name, plan in plans.items():
+            port = self._ports.get(name)
+            old = port.ns_ips if port is not None else frozenset()
+            new = plan.ns_ips if plan is not None else frozenset()
+            for ip in new - old:
+                self._addr_refs[ip] = self._addr_refs.get(ip, 0) + 1
+            for ip in old - new:
+                self._addr_refs[ip] -= 1
+                if not self._addr_refs[ip]:
+                    del self._addr_refs[ip]
+        failed_ips = await self._add_addresses(full)
+
+        # 3. Service ports: pools, then new frontends.
+        errors: list[str] = []
+        for name in sorted(plans):
+            plan = plans[name]
+            if plan is None:
+                self._remove_port(name)
+                continue
+            port = self._update_port(name, plan)
+            err = await self._open_frontends(port, plan, failed_ips)
+            if err:
+                errors.append(f"{name}: {err}")
+
+        # 4. Addresses nobody uses any more, now that their listeners are closed.
+        await self._remove_addresses([ip for ip in self._added if ip not in self._addr_refs])
+        self._retired = {fe for fe in self._retired if fe.clients or fe.tasks}
+        if full:
+            for port in self._ports.values():
+                if port.affinity is not None:
+                    port.affinity.sweep()
+        if errors:
+            raise UserspaceSyncError("proxy userspace: " + "; ".join(errors))
+
+    def _plan(self, info: ServicePortInfo, endpoints: Sequence[EndpointInfo],
+              state: ProxyState) -> _Plan:
+        sel = select_endpoints(info, endpoints, state.node_name, self.node_zone)
+        internal, external = sel.internal, sel.external
+        skipped: dict[str, str] = {}
+        if self.netns is None:
+            for e in {*internal, *external}:
+                if not _is_loopback(e.ip):
+                    skipped[f"endpoint {e.address}"] = "not a loopback address (no netns)"
+            internal = tuple(e for e in internal if _is_loopback(e.ip))
+            external = tuple(e for e in external if _is_loopback(e.ip))
+        plan = _Plan(info, internal, external, verdict(internal, sel.has_any),
+                     verdict(external, sel.has_any), skipped=skipped)
+        proto = info.protocol
+        if proto not in ("TCP", "UDP"):
+            skipped["frontends"] = f"protocol {proto} is not proxied in userspace"
+            return plan
+        ns_ips: set[str] = set()
+
+        def want(ip: str, port: int, kind: str, ranges: tuple[Network, ...] = ()) -> None:
+            if not ip or not port:
+                return
+            if _is_loopback(ip):
+                key: Key = (proto, ip, port, HOST)
+            elif self.netns is None:
+                skipped[_describe((proto, ip, port, HOST))] = \
+                    "not a loopback address (no netns)"
+                return
+            else:
+                key = (proto, ip, port, self.netns)
+                ns_ips.add(ip)
+            plan.wants.setdefault(key, (kind, ranges))
+
+        for ip in info.cluster_ips:
+            want(ip, info.port, INTERNAL)
+        if info.node_port:
+            for ip in ("127.0.0.1", *state.node_ips):
+                want(ip, info.node_port, EXTERNAL)
+        for ip in info.external_ips:
+            want(ip, info.port, EXTERNAL)
+        ranges = _networks(info.source_ranges)
+        for ip in info.load_balancer_ips:
+            want(ip, info.port, EXTERNAL, ranges)
+        plan.ns_ips = frozenset(ns_ips)
+        return plan
+
+    def _scheduler_name(self, info: ServicePortInfo) -> str:
+        name = info.scheduler or self.default_scheduler
+        try:
+            make_scheduler(name)
+        except ValueError:
+            log.warning("%s: unknown scheduler %r, using %s", info.name, name,
+                        self.default_scheduler)
+            name = self.default_scheduler
+        return name
+
+    def _update_port(self, name: ServicePortName, plan: _Plan) -> _Port:
+        """Create or update the port's pools, affinity and bookkeeping (no sockets)."""
+        info = plan.info
+        sched = self._scheduler_name(info)
+        port = self._ports.get(name)
+        if port is None:
+            port = self._ports[name] = _Port(name, info, sched)
+        elif sched != port.scheduler_name:
+            port.scheduler_name = sched
+            port.internal.scheduler = make_scheduler(sched)
+            port.external.scheduler = make_scheduler(sched)
+            port.internal.backends = port.external.backends = {}
+        port.info = info
+        port.ns_ips = plan.ns_ips
+        port.skipped = dict(plan.skipped)
+        port.error = ""
+
+        weights = dict(info.weights)
+
+        def weight(e: EndpointInfo) -> int:
+            if e.target and e.target in weights:
+                return weights[e.target]
+            return weights.get(e.ip, 1)
+
+        old_sig = {kind: [(a, b.dest.weight) for a, b in port.pool(kind).backends.items()]
+                   for kind in (INTERNAL, EXTERNAL)}
+        backends: dict[str, Backend] = {}
+        for e in (*plan.internal, *plan.external):
+            addr = e.address
+            if addr in backends:
+                continue
+            b = port.backends.get(addr) or port.draining.pop(addr, None)
+            if b is None:
+                b = Backend(Destination(e.ip, e.port, weight(e)), e.target)
+            else:
+                b.dest.weight = weight(e)
+                b.target = e.target
+            backends[addr] = b
+        for addr, b in port.backends.items():
+            if addr not in backends and b.busy:
+                port.draining[addr] = b
+        port.draining = {a: b for a, b in port.draining.items() if b.busy}
+        port.backends = backends
+        for kind, eps, v in ((INTERNAL, plan.internal, plan.internal_verdict),
+                             (EXTERNAL, plan.external, plan.external_verdict)):
+            pool = port.pool(kind)
+            members = {e.address: backends[e.address] for e in eps}
+            pool.verdict = v
+            if [(a, b.dest.weight) for a, b in members.items()] != old_sig[kind]:
+                pool.set_backends(members)
+            else:
+                pool.backends = members
+
+        if info.affinity:
+            if port.affinity is None or port.affinity.timeout != info.affinity_timeout:
+                port.affinity = AffinityTable(info.affinity_timeout, self.clock)
+            port.affinity.forget_missing(set(backends))
+            port.affinity.sweep()
+        else:
+            port.affinity = None
+        port.internal.affinity = port.external.affinity = port.affinity
+        for key, fe in port.frontends.items():
+            kind, ranges = plan.wants[key]
+            fe.pool = port.pool(kind)
+            fe.ranges = ranges
+        return port
+
+    async def _open_frontends(self, port: _Port, plan: _Plan,
+                              failed_ips: dict[str, str]) -> str:
+        """Open the port's missing frontends; on failure close the ones opened here and
+        return the error (``""`` on success)."""
+        opened: list[Key] = []
+        for key, (kind, ranges) in plan.wants.items():
+            if key in port.frontends or not plan.serves(kind):
+                continue
+            owner = self._owners.get(key)
+            if owner is not None and owner != port.name:
+                port.skipped[_describe(key)] = f"already served for {owner}"
+                continue
+            try:
+                if key[1] in failed_ips and key[3] != HOST:
+                    raise OSError(f"cannot add address: {failed_ips[key[1]]}")
+                fe = await self._open(key, port.pool(kind), ranges)
+            except OSError as e:
+                for k in opened:
+                    self._close_frontend(port, k)
+                port.error = f"{_describe(key)}: {e}"
+                return port.error
+            port.frontends[key] = fe
+            self._owners[key] = port.name
+            opened.append(key)
+        return ""
+
+    async def _open(self, key: Key, pool: Pool,
+                    ranges: tuple[Network, ...]) -> TcpFrontend | UdpFrontend:
+        proto, ip, port, where = key
+        assert self._loop is not None
+        new_socket = self._socket_factory(where)
+        dial = self._socket_factory(self.netns or HOST)
+        sock = new_socket(family_of(ip),
+                          socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM)
+        try:
+            if proto == "TCP":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((ip, port))
+                sock.listen(self.backlog)
+            else:
+                sock.bind((ip, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        fe: TcpFrontend | UdpFrontend
+        if proto == "TCP":
+            fe = TcpFrontend(self._loop, ip, port, pool,
+                             None if self.netns is None else dial, self.dial_timeouts)
+            fe.ranges = ranges
+            await fe.start(sock, self.backlog)
+        else:
+            fe = UdpFrontend(self._loop, ip, port, pool, dial, self.udp_idle_timeout,
+                             self.clock)
+            fe.ranges = ranges
+            await fe.start(sock)
+        return fe
+
+    def _socket_factory(self, where: str) -> Callable[[int, int], socket.socket]:
+        if where == HOST:
+            return socket.socket
+        assert self._ns is not None
+        return self._ns.socket
+
+    def _close_frontend(self, port: _Port, key: Key) -> None:
+        fe = port.frontends.pop(key)
+        if self._owners.get(key) == port.name:
+            del self._owners[key]
+        if isinstance(fe, TcpFrontend):
+            fe.close_listener()
+            if fe.clients or fe.tasks:
+                self._retired.add(fe)
+        else:
+            fe.close()
+
+    def _remove_port(self, name: ServicePortName) -> None:
+        port = self._ports.pop(name, None)
+        if port is None:
+            return
+        for key in list(port.frontends):
+            self._close_frontend(port, key)
+
+    # --- addresses -------------------------------------------------------------------------
+
+    async def _ip(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        assert self.netns is not None
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-n", self.netns, *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+        return proc.returncode or 0, out.decode(), err.decode().strip()
+
+    async def _present(self) -> set[str]:
+        """Every address configured on any interface of the namespace."""
+        rc, out, err = await self._ip("-j", "addr", "show")
+        if rc != 0:
+            raise OSError(f"ip -n {self.netns} addr show: {err}")
+        present: set[str] = set()
+        for link in json.loads(out or "[]"):
+            for a in link.get("addr_info", ()):
+                if "local" in a:
+                    present.add(str(ipaddress.ip_address(a["local"])))
+        return present
+
+    async def _add_addresses(self, full: bool) -> dict[str, str]:
+        """Add to ``lo`` the referenced addresses the namespace lacks; on ``full`` also
+        re-add ours that vanished. Returns the addresses that could not be added, with
+        the error."""
+        if self.netns is None:
+            return {}
+        need = [ip for ip in self._addr_refs if ip not in self._added or full]
+        if not need:
+            return {}
+        try:
+            present = await self._present()
+        except (OSError, ValueError) as e:
+            return dict.fromkeys(need, str(e))
+        missing = [ip for ip in need if str(ipaddress.ip_address(ip)) not in present]
+        if not missing:
+            return {}
+        lines = [f"address add {ip}/{128 if ':' in ip else 32} dev lo"
+                 + (" nodad" if ":" in ip else "") for ip in missing]
+        _, _, err = await self._ip("-force", "-batch", "-", stdin="\n".join(lines) + "\n")
+        present = await self._present()
+        failed: dict[str, str] = {}
+        for ip in missing:
+            if str(ipaddress.ip_address(ip)) in present:
+                self._added.add(ip)
+            else:
+                failed[ip] = err or "not added"
+        return failed
+
+    async def _remove_addresses(self, ips: Sequence[str]) -> None:
+        if not ips or self.netns is None:
+            return
+        lines = [f"address del {ip}/{128 if ':' in ip else 32} dev lo" for ip in ips]
+        rc, _, err = await self._ip("-force", "-batch", "-", stdin="\n".join(lines) + "\n")
+        if rc != 0:
+            log.warning("removing addresses from %s: %s", self.netns, err)
+        self._added.difference_update(ips)
+
+    # --- close -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every listener, connection and UDP flow; remove the addresses this
+        dataplane added. The dataplane can be synced again afterwards (full)."""
+        for port in list(self._ports.values()):
+            for key in list(port.frontends):
+                fe = port.frontends[key]
+                self._close_frontend(port, key)
+                if isinstance(fe, TcpFrontend):
+                    fe.abort_all()
+        for fe in self._retired:
+            fe.abort_all()
+        self._retired.clear()
+        self._ports.clear()
+        self._owners.clear()
+        self._addr_refs.clear()
+        self._node = None
+        await self._remove_addresses(sorted(self._added))
+        if self._ns is not None:
+            self._ns.close()
+            self._ns = None
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """``{"mode", "netns", "addresses_added", "service_ports": {name: {...}}}``; each
+        service port lists its frontends, skipped items, scheduler, affinity, the verdict
+        of each pool and its endpoints with their counters."""
+        ports: dict[str, Any] = {}
+        for name in sorted(self._ports):
+            port = self._ports[name]
+            eps = []
+            for state, group in (("serving", port.backends), ("draining", port.draining)):
+                for addr, b in group.items():
+                    eps.append({"address": addr, "state": state, "weight": b.dest.weight,
+                                "active": b.dest.active, "inactive": b.dest.inactive,
+                                "total": b.total, "bytes_in": b.bytes_in,
+                                "bytes_out": b.bytes_out,
+                                "internal": addr in port.internal.backends,
+                                "external": addr in port.external.backends})
+            ports[str(name)] = {
+                "protocol": name.protocol,
+                "frontends": sorted(_describe(k) for k in port.frontends),
+                "skipped": dict(port.skipped),
+                "scheduler": port.scheduler_name,
+                "affinity_timeout": port.info.affinity_timeout,
+                "internal": port.internal.verdict,
+                "external": port.external.verdict,
+                "endpoints": eps,
+                **({"error": port.error} if port.error else {}),
+            }
+        return {"mode": self.name, "netns": self.netns,
+                "addresses_added": sorted(self._added), "service_ports": ports}
+
+    def render_metrics(self) -> str:
+        """Prometheus text: per service port and endpoint, connections (UDP: flows) made,
+        TCP connections established now, and bytes relayed (``direction="in"``: client
+        to endpoint, ``"out"``: endpoint to client)."""
+        total = ["# HELP svcnet_proxy_backend_connections_total Connections (UDP: flows) "
+                 "relayed to an endpoint.",
+                 "# TYPE svcnet_proxy_backend_connections_total counter"]
+        active = ["# HELP svcnet_proxy_backend_active_connections TCP connections "
+                  "established to an endpoint now.",
+                  "# TYPE svcnet_proxy_backend_active_connections gauge"]
+        flows = ["# HELP svcnet_proxy_backend_udp_flows UDP client flows open to an "
+                 "endpoint now.",
+                 "# TYPE svcnet_proxy_backend_udp_flows gauge"]
+        nbytes = ["# HELP svcnet_proxy_backend_bytes_total Bytes relayed between clients "
+                  "and an endpoint.",
+                  "# TYPE svcnet_proxy_backend_bytes_total counter"]
+        for name in sorted(self._ports):
+            port = self._ports[name]
+            for addr, b in (*port.backends.items(), *port.draining.items()):
+                labels = f'service_port="{_esc(str(name))}",endpoint="{_esc(addr)}"'
+                total.append(f"svcnet_proxy_backend_connections_total{{{labels}}} {b.total}")
+                if name.protocol == "UDP":
+                    flows.append(f"svcnet_proxy_backend_udp_flows{{{labels}}} "
+                                 f"{b.dest.inactive}")
+                else:
+                    active.append(f"svcnet_proxy_backend_active_connections{{{labels}}} "
+                                  f"{b.dest.active}")
+                nbytes.append(f'svcnet_proxy_backend_bytes_total{{{labels},direction="in"}} '
+                              f"{b.bytes_in}")
+                nbytes.append(f'svcnet_proxy_backend_bytes_total{{{labels},direction="out"}} '
+                              f"{b.bytes_out}")
+        return "\n".join((*total, *active, *flows, *nbytes)) + "\n"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+dataplane.register("userspace", UserspaceDataplane)
