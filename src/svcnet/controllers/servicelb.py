@@ -134,7 +134,7 @@ class ServiceLBController(Controller):
         await self._write(ns, name, key, ip)
         self.recorder.event(svc, "Normal", "EnsuredLoadBalancer", "Ensured load balancer")
 
-    async def _write(self, ns: str, name: str, key: str, ip: str | None) -> None:
+    async def _write(self, ns: str | None, name: str, key: str, ip: str | None) -> None:
         ingress: list[Obj] | None = [{"ip": ip, "ipMode": "VIP"}] if ip else None
         patch = {"status": {"loadBalancer": {"ingress": ingress}}}  # null removes it
         try:
