@@ -256,3 +256,19 @@ def test_changes_are_picked_up_live() -> None:
 def test_dashed_names(ip: str, label: str) -> None:
     assert dashed(ip) == label
     assert undash(label) == ip
+
+
+def test_trimmed_objects_give_the_same_zone() -> None:
+    """The DNS informers keep only what the zone reads; the zone must not notice."""
+    from svcnet.dns import records
+    from tests.dns.fixtures import cluster_objects
+    objs = cluster_objects()
+    for o in objs["services"]:
+        assert records.service_from_api(records.trim_service(o)) == records.service_from_api(o)
+    for o in objs["endpointslices"]:
+        assert records.slice_from_api(records.trim_slice(o)) == records.slice_from_api(o)
+    full, trimmed = Zone(), Zone()
+    for o in objs["pods"]:
+        full.set_pod(o)
+        trimmed.set_pod(records.trim_pod(o))
+    assert full.pod_ips == trimmed.pod_ips

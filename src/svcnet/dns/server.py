@@ -37,7 +37,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from svcnet.dns import wire
+from svcnet.dns import records, wire
 from svcnet.dns.records import Answer, Zone
 from svcnet.dns.wire import RR, Query
 
@@ -795,13 +795,16 @@ async def run(cfg: DNSConfig) -> None:
         cleanup_metrics = await _serve_metrics(handler.metrics, cfg.host, cfg.metrics_port)
     client = APIClient.from_kubeconfig(cfg.kubeconfig, user_agent="svcnet-dns")
     factory = InformerFactory(client)
-    for (group, res), (on_set, on_del) in {
-        ("", "services"): (zone.set_service, zone.delete_service),
-        ("discovery.k8s.io", "endpointslices"): (zone.set_slice, zone.delete_slice),
-        ("", "pods"): (zone.set_pod, zone.delete_pod),
-        ("", "namespaces"): (zone.set_namespace, zone.delete_namespace),
+    for (group, res), (on_set, on_del, trim) in {
+        ("", "services"): (zone.set_service, zone.delete_service, records.trim_service),
+        ("discovery.k8s.io", "endpointslices"): (zone.set_slice, zone.delete_slice,
+                                                 records.trim_slice),
+        ("", "pods"): (zone.set_pod, zone.delete_pod, records.trim_pod),
+        ("", "namespaces"): (zone.set_namespace, zone.delete_namespace,
+                             records.trim_namespace),
     }.items():
         inf = factory.informer(kinds.require(group, res))
+        inf.transform = trim
         inf.add_handlers(on_set, _updater(on_set), on_del)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

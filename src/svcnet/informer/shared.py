@@ -57,6 +57,10 @@ class SharedInformer:
     _handlers: list[_Handlers] = field(default_factory=list)
     _synced: asyncio.Event = field(default_factory=asyncio.Event)
     _resource_version: str = ""
+    # Applied to every object before it is cached or handed to handlers (client-go's
+    # SetTransform): consumers that need a few fields keep only those. It must keep
+    # metadata.name, metadata.namespace and metadata.resourceVersion.
+    transform: Callable[[Obj], Obj] | None = None
 
     def add_handlers(self, on_add: AddFn | None = None, on_update: UpdateFn | None = None,
                      on_delete: DeleteFn | None = None) -> None:
@@ -115,7 +119,10 @@ class SharedInformer:
         lst = await self.client.list(self.resource, self.namespace,
                                      label_selector=self.label_selector,
                                      field_selector=self.field_selector)
-        added, updated, deleted = self.indexer.replace(lst.get("items") or [])
+        items = lst.get("items") or []
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
+        added, updated, deleted = self.indexer.replace(items)
         for obj in deleted:
             self._dispatch_delete(obj)
         for old, new in updated:
@@ -138,6 +145,8 @@ class SharedInformer:
                 if rv:
                     self._resource_version = rv
                 continue
+            if self.transform is not None:
+                obj = self.transform(obj)
             if ev.type in ("ADDED", "MODIFIED"):
                 old = self.indexer.upsert(obj)
                 if old is None:
