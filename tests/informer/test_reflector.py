@@ -82,3 +82,34 @@ async def test_relist_on_410_reports_the_difference() -> None:
     # b vanished while the watch was gone, c appeared, a did not change: no update for a.
     assert seen == [("add", "a"), ("add", "b"), ("delete", "b"), ("add", "c")]
     assert api.watch_rvs == ["10", "50"]
+
+
+async def test_transforms_shape_what_handlers_get_and_what_the_cache_keeps() -> None:
+    def full(name: str, rv: int) -> dict[str, Any]:
+        return {**cm(name, rv), "data": {"k": name}, "junk": "x" * 100}
+
+    api = ScriptedAPI(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": [full("a", 5), full("b", 6)]},
+               {"metadata": {"resourceVersion": "50"}, "items": [full("a", 45)]}],
+        watches=[[WatchEvent("MODIFIED", full("b", 11))],
+                 errors.expired("too old resource version: 11 (20)")])
+    got: list[tuple[str, dict[str, Any]]] = []
+    inf = SharedInformer(api, CM)
+    inf.transform = lambda o: {"metadata": o["metadata"], "data": o.get("data")}
+    inf.cache_transform = lambda o: {"metadata": o["metadata"]}
+    inf.add_handlers(on_add=lambda o: got.append(("add", o)),
+                     on_update=lambda old, new: got.append(("update", new)),
+                     on_delete=lambda o: got.append(("delete", o)))
+    task = asyncio.create_task(inf.run())
+    try:
+        await asyncio.wait_for(api.done.wait(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [(k, o["metadata"]["name"], o.get("data")) for k, o in got] == [
+        ("add", "a", {"k": "a"}), ("add", "b", {"k": "b"}), ("update", "b", {"k": "b"}),
+        ("delete", "b", None),  # found by the relist: the cache's stub
+        ("update", "a", {"k": "a"})]
+    assert all("junk" not in o for _, o in got)
+    assert inf.indexer.items() == [{"metadata": cm("a", 45)["metadata"]}]

@@ -101,3 +101,24 @@ class NetnsSockets:
         for fd in (self._target, self._home):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+async def first_global_ipv4(name: str) -> str | None:
+    """The first global IPv4 address of network namespace ``name`` on an interface other
+    than ``lo`` (a node namespace's pod-bridge address), or ``None`` when it has none or
+    does not exist."""
+    import asyncio
+    import json
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "-n", name, "-j", "-4", "addr", "show", "scope", "global",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        return None
+    for link in json.loads(out or b"[]"):
+        if link.get("ifname") == "lo":
+            continue
+        for a in link.get("addr_info") or []:
+            if a.get("local"):
+                return str(a["local"])
+    return None

@@ -209,6 +209,12 @@ def trim_pod(obj: Obj) -> Obj:
     return {"metadata": _meta(obj), "status": _pick(obj.get("status"), ("podIP", "podIPs"))}
 
 
+def stub(obj: Obj) -> Obj:
+    """Identity and version only: what the DNS informers' caches keep (the zone holds
+    the rest in its own compact form)."""
+    return {"metadata": _meta(obj)}
+
+
 def trim_namespace(obj: Obj) -> Obj:
     return {"metadata": _meta(obj)}
 

@@ -61,6 +61,11 @@ class SharedInformer:
     # SetTransform): consumers that need a few fields keep only those. It must keep
     # metadata.name, metadata.namespace and metadata.resourceVersion.
     transform: Callable[[Obj], Obj] | None = None
+    # What the cache keeps of each (transformed) object, when a consumer holds its own
+    # view and only needs events: handlers still get the transformed object, except
+    # deletions found by a relist (they get the kept stub) and ``old`` in updates. It
+    # must keep metadata.name, metadata.namespace and metadata.resourceVersion.
+    cache_transform: Callable[[Obj], Obj] | None = None
 
     def add_handlers(self, on_add: AddFn | None = None, on_update: UpdateFn | None = None,
                      on_delete: DeleteFn | None = None) -> None:
@@ -122,14 +127,18 @@ class SharedInformer:
         items = lst.get("items") or []
         if self.transform is not None:
             items = [self.transform(o) for o in items]
+        full: dict[str, Obj] = {}
+        if self.cache_transform is not None:
+            full = {object_key(o): o for o in items}
+            items = [self.cache_transform(o) for o in items]
         added, updated, deleted = self.indexer.replace(items)
         for obj in deleted:
             self._dispatch_delete(obj)
         for old, new in updated:
             if _rv(old) != _rv(new):
-                self._dispatch_update(old, new)
+                self._dispatch_update(old, full.get(object_key(new), new))
         for obj in added:
-            self._dispatch_add(obj)
+            self._dispatch_add(full.get(object_key(obj), obj))
         self._resource_version = str((lst.get("metadata") or {}).get("resourceVersion", ""))
         self._synced.set()
 
@@ -148,7 +157,8 @@ class SharedInformer:
             if self.transform is not None:
                 obj = self.transform(obj)
             if ev.type in ("ADDED", "MODIFIED"):
-                old = self.indexer.upsert(obj)
+                old = self.indexer.upsert(
+                    obj if self.cache_transform is None else self.cache_transform(obj))
                 if old is None:
                     self._dispatch_add(obj)
                 else:
