@@ -56,6 +56,7 @@ __all__ = [
     "test_guaranteed_update_preconditions",
     "test_list_is_ordered_prefix_exact_and_carries_revision",
     "test_list_of_empty_prefix_returns_everything",
+    "test_list_pages_after_a_key_with_a_limit",
     "test_revision_increases_by_one_per_write_across_keys",
     "test_revision_and_values_survive_reopen",
     "test_two_watchers_see_identical_sequences",
@@ -189,6 +190,20 @@ async def test_list_is_ordered_prefix_exact_and_carries_revision(store: Storage)
     assert [i["metadata_key"] for i in items_pct] == ["/pods/default/a%"]
     none, rev2 = await store.list("/services/")
     assert none == [] and rev2 == rev
+
+
+async def test_list_pages_after_a_key_with_a_limit(store: Storage) -> None:
+    for k in ("/pods/d/a", "/pods/d/b", "/pods/d/c", "/pods/d/d", "/pods/e/a"):
+        await store.create(k, obj(k.rsplit("/", 1)[1], metadata_key=k))
+
+    async def keys(start_after: str, limit: int) -> list[str]:
+        items, _ = await store.list("/pods/d/", start_after, limit)
+        return [i["metadata_key"] for i in items]
+    assert await keys("", 2) == ["/pods/d/a", "/pods/d/b"]
+    assert await keys("/pods/d/b", 2) == ["/pods/d/c", "/pods/d/d"]
+    assert await keys("/pods/d/c", 0) == ["/pods/d/d"]
+    assert await keys("/pods/d/d", 5) == []
+    assert await keys("/pods/", 1) == ["/pods/d/a"]  # a start before the prefix
 
 
 async def test_list_of_empty_prefix_returns_everything(store: Storage) -> None:

@@ -36,6 +36,7 @@ SERVICES = kinds.lookup("", "services")
 assert NAMESPACES is not None and SERVICES is not None
 
 # Kinds whose DELETE answers with the deleted object rather than a Success Status.
+LIST_CHUNK = 500  # store rows read at a time for a paged list
 _RETURNS_DELETED_OBJECT = {"pods", "services", "namespaces", "endpoints", "nodes"}
 # Kinds for which a PUT of a missing object creates it (AllowCreateOnUpdate upstream).
 _CREATE_ON_UPDATE = {"endpoints", "events", "leases", "nodes"}
@@ -132,23 +133,40 @@ class Registry:
             except store_base.KeyNotFound:
                 items = []
             rev = await self.store.current_revision()
+            self._check_list_rv(opts, rev)
+            out = [o for o in items if self._selected(r, o, label_sel, field_sel)
+                   and _key_of(r, o) > start_after]
+        elif not opts.limit:
+            items, rev = await self.store.list(prefix, start_after)
+            self._check_list_rv(opts, rev)
+            out = [o for o in items if self._selected(r, o, label_sel, field_sel)]
         else:
-            items, rev = await self.store.list(prefix)
-        self._check_list_rv(opts, rev)
-        out: list[Obj] = []
-        for obj in items:
-            if start_after and _key_of(r, obj) <= start_after:
-                continue
-            if not label_sel.matches((obj.get("metadata") or {}).get("labels")):
-                continue
-            if not field_sel.matches(obj, r.kind):
-                continue
-            out.append(obj)
+            # A page: read the store in chunks after the continue key until one more
+            # match than the limit is found, so a page costs its own size, not the list's.
+            out = []
+            rev = -1
+            cursor = start_after
+            chunk = max(opts.limit + 1, LIST_CHUNK)
+            while len(out) <= opts.limit:
+                items, at = await self.store.list(prefix, cursor, chunk)
+                if rev < 0:
+                    rev = at
+                    self._check_list_rv(opts, rev)
+                out += [o for o in items if self._selected(r, o, label_sel, field_sel)]
+                if len(items) < chunk:
+                    break
+                cursor = _key_of(r, items[-1])
         token = ""
         if opts.limit and len(out) > opts.limit:
             out = out[: opts.limit]
             token = encode_continue(rev, _key_of(r, out[-1]))
         return out, str(rev), token
+
+    @staticmethod
+    def _selected(r: ResourceInfo, obj: Obj, label_sel: selectors.LabelSelector,
+                  field_sel: selectors.FieldSelector) -> bool:
+        return label_sel.matches((obj.get("metadata") or {}).get("labels")) and \
+            field_sel.matches(obj, r.kind)
 
     @staticmethod
     def _check_list_rv(opts: ListOptions, current: int) -> None:

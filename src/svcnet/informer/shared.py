@@ -43,6 +43,9 @@ class _Handlers:
     on_delete: DeleteFn | None = None
 
 
+LIST_PAGE_SIZE = 500
+
+
 @dataclass
 class SharedInformer:
     """One resource (optionally one namespace / selector) mirrored into ``indexer``."""
@@ -121,12 +124,26 @@ class SharedInformer:
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
-        lst = await self.client.list(self.resource, self.namespace,
-                                     label_selector=self.label_selector,
-                                     field_selector=self.field_selector)
-        items = lst.get("items") or []
-        if self.transform is not None:
-            items = [self.transform(o) for o in items]
+        # Paged like client-go (500 per page), transforming page by page, so the full
+        # objects of a large list never all live at once. The watch resumes from the first
+        # page's resourceVersion: pages read later state, and replaying the events since
+        # then can only repeat a change, never miss one.
+        items: list[Obj] = []
+        token, first_rv = "", None
+        while True:
+            page = await self.client.list(self.resource, self.namespace,
+                                          label_selector=self.label_selector,
+                                          field_selector=self.field_selector,
+                                          limit=LIST_PAGE_SIZE, continue_token=token)
+            meta = page.get("metadata") or {}
+            if first_rv is None:
+                first_rv = str(meta.get("resourceVersion", ""))
+            got = page.get("items") or []
+            items.extend(got if self.transform is None else [self.transform(o) for o in got])
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        lst: Obj = {"metadata": {"resourceVersion": first_rv}}
         full: dict[str, Obj] = {}
         if self.cache_transform is not None:
             full = {object_key(o): o for o in items}

@@ -104,8 +104,10 @@ class Storage(Protocol):
         """The current value. Raises KeyNotFound."""
         ...
 
-    async def list(self, prefix: str) -> tuple[list[Obj], int]:
-        """Every value whose key starts with ``prefix``, ordered by key, and the store's
+    async def list(self, prefix: str, start_after: str = "", limit: int = 0
+                   ) -> tuple[list[Obj], int]:
+        """Every value whose key starts with ``prefix`` (and sorts after ``start_after``,
+        when given), ordered by key, at most ``limit`` of them (0: all), and the store's
         current revision, from one consistent snapshot."""
         ...
 

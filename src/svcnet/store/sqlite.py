@@ -357,16 +357,25 @@ class SQLiteStorage:
         """A fresh copy of the current value. Raises KeyNotFound."""
         return _decode(self._current_text(self._db(), key))
 
-    async def list(self, prefix: str) -> tuple[list[Obj], int]:
-        """Values under ``prefix`` ordered by key, and the revision they were read at."""
+    async def list(self, prefix: str, start_after: str = "", limit: int = 0
+                   ) -> tuple[list[Obj], int]:
+        """Values under ``prefix`` (after ``start_after``) ordered by key, at most
+        ``limit`` (0: all), and the revision they were read at."""
         lo, hi = prefix_range(prefix)
         conn = self._db()
-        if hi is None:
-            cur = conn.execute("SELECT value FROM kv WHERE key >= ? ORDER BY key", (lo,))
-        else:
-            cur = conn.execute(
-                "SELECT value FROM kv WHERE key >= ? AND key < ? ORDER BY key", (lo, hi)
-            )
+        sql = "SELECT value FROM kv WHERE key >= ?"
+        args: list[object] = [lo]
+        if start_after:
+            sql += " AND key > ?"
+            args.append(start_after)
+        if hi is not None:
+            sql += " AND key < ?"
+            args.append(hi)
+        sql += " ORDER BY key"
+        if limit > 0:
+            sql += " LIMIT ?"
+            args.append(limit)
+        cur = conn.execute(sql, args)
         texts = [t for (t,) in cur.fetchall()]
         # One statement is one snapshot, and no write can run before we read _rev.
         rev = self._rev
