@@ -15,7 +15,7 @@ from svcnet.testing.cluster import APIServerProcess
 T = TypeVar("T")
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0,
              on_timeout: Callable[[], str] = lambda: "", interval: float = 0.05) -> T:
     """Call ``fn`` until it returns something truthy and return that; fail the test
     naming ``what`` (and the last value) at the deadline."""
@@ -39,3 +39,52 @@ def ok(srv: APIServerProcess, *args: str, input: str | None = None) -> str:
 def get_json(srv: APIServerProcess, *args: str) -> Any:
     """``kubectl get args -o json``, decoded."""
     return json.loads(ok(srv, "get", *args, "-o", "json"))
+
+
+def netns_skip_reason() -> str:
+    """Why the netns runtime cannot run here ("" when it can)."""
+    import os
+    import shutil
+    if os.geteuid() != 0:
+        return "the netns runtime needs root"
+    if shutil.which("ip") is None:
+        return "the netns runtime needs iproute2 (ip)"
+    if shutil.which("kubectl") is None:
+        return "kubectl is not installed"
+    return ""
+
+
+def netns_names() -> set[str]:
+    import subprocess
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def remove_new_namespaces(before: set[str]) -> set[str]:
+    """Remove svcnet network namespaces made since ``before`` (by name, killing their
+    processes by PID); returns their names so the caller can fail on leftovers."""
+    import contextlib
+    import os
+    import subprocess
+    left = {n for n in netns_names() - before if n.startswith("svcnet-")}
+    for name in left:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+    return left
+
+
+def running_pods(srv: APIServerProcess, selector: str, n: int,
+                 timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Wait until exactly ``n`` pods matching ``selector`` are Running and ready."""
+    def check() -> list[dict[str, Any]] | None:
+        items = [p for p in get_json(srv, "pods", "-l", selector)["items"]
+                 if p["status"].get("phase") == "Running"
+                 and not p["metadata"].get("deletionTimestamp")
+                 and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
+        return items if len(items) == n else None
+    return wait_for(f"{n} running pods {selector}", check, timeout,
+                    on_timeout=lambda: srv.agent_log())

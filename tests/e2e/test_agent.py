@@ -5,53 +5,27 @@ namespace the agent makes is removed when it stops (checked at the end)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from svcnet.testing.cluster import APIServerProcess, free_port
+from tests.e2e.helpers import netns_names, netns_skip_reason, remove_new_namespaces, wait_for
 
 T = TypeVar("T")
 
 
-def _netns_skip_reason() -> str:
-    if os.geteuid() != 0:
-        return "the netns runtime needs root"
-    if shutil.which("ip") is None:
-        return "the netns runtime needs iproute2 (ip)"
-    if shutil.which("kubectl") is None:
-        return "kubectl is not installed"
-    return ""
-
-
-pytestmark = pytest.mark.skipif(bool(_netns_skip_reason()),
-                                reason=_netns_skip_reason() or "ok")
-
-
-def netns_names() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+pytestmark = pytest.mark.skipif(bool(netns_skip_reason()),
+                                reason=netns_skip_reason() or "ok")
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProce
         srv.stop_agent()
         srv.stop()
         shutil.rmtree(srv.home, ignore_errors=True)
-        left = {n for n in netns_names() - before if n.startswith("svcnet-")}
-        for name in left:  # made during this test: remove them by name, then fail
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)
-            subprocess.run(["ip", "netns", "delete", name], check=False)
+        left = remove_new_namespaces(before)  # made during this test: removed by name
         assert not left, f"network namespaces left behind: {left}"
 
 

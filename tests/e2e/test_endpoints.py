@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from svcnet.testing.cluster import APIServerProcess
+from tests.e2e.helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("kubectl_available")
 
@@ -62,19 +63,6 @@ def api(cluster: APIServerProcess) -> Iterator[tuple[Any, Any]]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0,
-             on_timeout: Callable[[], str] = lambda: "") -> T:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{on_timeout()}")
 
 
 def kubectl_json(srv: APIServerProcess, *args: str) -> Any:

@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from svcnet.testing.cluster import APIServerProcess
+from tests.e2e.helpers import ok
 
 pytestmark = pytest.mark.usefixtures("kubectl_available")
-
-
-def ok(srv: APIServerProcess, *args: str, input: str | None = None) -> str:
-    res = srv.kubectl(*args, input=input)
-    assert res.returncode == 0, f"kubectl {' '.join(args)} failed: {res.stderr}"
-    return res.stdout
 
 
 def fail(srv: APIServerProcess, *args: str, input: str | None = None) -> str:

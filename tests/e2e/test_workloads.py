@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from svcnet.testing.cluster import APIServerProcess
+from tests.e2e.helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("kubectl_available")
 
@@ -47,19 +48,6 @@ def api(cluster: APIServerProcess) -> Iterator[Any]:
         yield (client.CoreV1Api(c), client.AppsV1Api(c))
     finally:
         c.close()
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
-             on_timeout: Callable[[], str] = lambda: "") -> T:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{on_timeout()}")
 
 
 def pods_of(core: Any, app: str) -> list[Any]:
