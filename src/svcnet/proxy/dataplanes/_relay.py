@@ -6,14 +6,17 @@ them live on one event loop thread and are not thread-safe.
 * :class:`Backend` — one endpoint of a service port: the scheduler's ``Destination`` (whose
   counters this module keeps true, as IPVS does: ``active`` counts established TCP pairs,
   ``inactive`` TCP dials in flight and open UDP flows) plus traffic counters.
-* :class:`Pool` — the endpoints one kind of frontend picks from (ClusterIP frontends use
-  the service port's *internal* pool, NodePort/LB/externalIP frontends its *external*
-  one), with the scheduler and the service port's ClientIP affinity table.
-* :class:`TcpFrontend` — one listening socket. Accepted clients are paused until a backend
-  connection exists; dials follow kube-proxy's userspace backoff (:data:`DIAL_TIMEOUTS`,
-  each failure moving on to a newly picked endpoint with affinity reset); after the last
-  failure the client is reset (RST). Established pairs relay bytes with flow control and
-  half-close until both directions ended or either failed.
+* :class:`Pool` — the endpoints a frontend picks from (one per kind of frontend —
+  ClusterIP: *internal*, NodePort/LB/externalIP: *external* — and address family), with
+  the scheduler and the service port's ClientIP affinity table.
+* :class:`TcpFrontend` — one listening socket. Until a backend connection exists, what a
+  client sends is held (reading pauses past :data:`EARLY_LIMIT` bytes) and forwarded
+  on connect. Dials follow kube-proxy's userspace backoff (:data:`DIAL_TIMEOUTS`, each
+  failure moving on to a newly picked endpoint with affinity reset); after the last
+  failure the client is reset (RST). Established pairs relay bytes with flow control
+  (a side whose peer's write buffer is full stops being read until it drains) and
+  half-close (an EOF is passed on as ``write_eof``; both transports close once both
+  directions ended), and close both sides when either fails.
 * :class:`UdpFrontend` — one datagram socket with a flow per client address: a connected
   socket to the picked backend, replies sent back from the frontend socket, closed after
   ``idle_timeout`` seconds without a packet in either direction.
@@ -27,6 +30,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from svcnet.proxy.affinity import AffinityTable
@@ -35,6 +39,8 @@ from svcnet.proxy.schedulers import Destination, Scheduler
 # kube-proxy's EndpointDialTimeouts: one dial per entry, each to a freshly picked endpoint.
 DIAL_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 UDP_READ_SIZE = 65535
+# Bytes a client may send before its backend is connected until reading pauses.
+EARLY_LIMIT = 1 << 16
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
@@ -73,21 +79,39 @@ class Backend:
         return bool(self.dest.active or self.dest.inactive)
 
 
+# Schedulers that hash the client's address: they need the source of every connection.
+_SOURCE_HASHING = frozenset({"sh", "mh"})
+
+
 class Pool:
     """Endpoints a frontend picks from. ``backends`` maps ``ip:port`` to :class:`Backend`
-    and must hold exactly the destinations last given to ``scheduler.update``."""
+    and holds exactly the destinations last given to ``scheduler.update`` (use
+    :meth:`set_backends`). ``needs_source`` tells whether :meth:`pick` uses the client's
+    address (affinity or a source-hashing scheduler); without it callers may pass
+    ``("", 0)``."""
 
-    __slots__ = ("scheduler", "backends", "affinity", "verdict")
+    __slots__ = ("scheduler", "backends", "affinity", "verdict", "needs_source", "_by_dest")
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.backends: dict[str, Backend] = {}
         self.affinity: AffinityTable | None = None
         self.verdict = "REJECT"
+        self.needs_source = getattr(scheduler, "name", "") in _SOURCE_HASHING
+        self._by_dest: dict[Destination, Backend] = {}
 
-    def set_backends(self, backends: dict[str, Backend]) -> None:
+    def set_affinity(self, table: AffinityTable | None) -> None:
+        self.affinity = table
+        self.needs_source = (table is not None
+                             or getattr(self.scheduler, "name", "") in _SOURCE_HASHING)
+
+    def set_backends(self, backends: dict[str, Backend], reschedule: bool = True) -> None:
+        """Make ``backends`` the pool's endpoints; ``reschedule=False`` when only the
+        objects changed, not the addresses or weights (the scheduler keeps its state)."""
         self.backends = backends
-        self.scheduler.update([b.dest for b in backends.values()])
+        self._by_dest = {b.dest: b for b in backends.values()}
+        if reschedule:
+            self.scheduler.update([b.dest for b in backends.values()])
 
     def pick(self, src_ip: str, src_port: int, dst_ip: str, reset: bool) -> Backend | None:
         """The backend for a new connection: the client's sticky endpoint when affinity is
@@ -103,7 +127,7 @@ class Pool:
         d = self.scheduler.pick(src_ip, src_port, dst_ip)
         if d is None:
             return None
-        b = self.backends.get(d.address)
+        b = self._by_dest.get(d)
         if b is not None and aff is not None:
             aff.set(src_ip, b.address)
         return b
@@ -121,10 +145,15 @@ def reset_transport(transport: Any) -> None:
 # --- TCP ---------------------------------------------------------------------------------
 
 class _ClientSide(asyncio.Protocol):
-    """The accepted client connection. Reading stays paused until a backend is connected;
-    ``out`` is then the backend's transport."""
+    """The accepted client connection; ``out`` is the backend's transport once connected.
 
-    __slots__ = ("frontend", "transport", "out", "peer", "backend", "eof", "closed")
+    Until then, data the client sends is kept in ``early`` (reading pauses once more than
+    :data:`EARLY_LIMIT` bytes are kept) and an EOF in ``eof``; both are forwarded on
+    connect.
+    """
+
+    __slots__ = ("frontend", "transport", "out", "peer", "backend", "eof", "closed", "early",
+                 "early_size", "src_ip", "src_port", "dialing")
 
     def __init__(self, frontend: TcpFrontend) -> None:
         self.frontend = frontend
@@ -134,20 +163,33 @@ class _ClientSide(asyncio.Protocol):
         self.backend: Backend | None = None
         self.eof = False
         self.closed = False
+        self.early: list[bytes] = []
+        self.early_size = 0
+        self.src_ip = ""
+        self.src_port = 0
+        self.dialing: asyncio.Future[Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        transport.pause_reading()  # type: ignore[attr-defined]
         self.frontend.accepted(self)
 
     def data_received(self, data: bytes) -> None:
-        self.out.write(data)
+        out = self.out
+        if out is None:
+            self.early.append(data)
+            self.early_size += len(data)
+            if self.early_size > EARLY_LIMIT:
+                self.transport.pause_reading()
+            return
+        out.write(data)
         self.backend.bytes_in += len(data)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         self.eof = True
         peer = self.peer
-        if peer is None or peer.closed:
+        if peer is None:
+            return True  # not connected yet: forwarded on connect
+        if peer.closed:
             return False
         if peer.eof:
             self.transport.close()
@@ -155,6 +197,21 @@ class _ClientSide(asyncio.Protocol):
             return True
         self.out.write_eof()
         return True
+
+    def connected(self, transport: Any, side: _BackendSide, backend: Backend) -> None:
+        """The backend is connected: forward what arrived early and start relaying."""
+        self.backend = backend
+        self.out = transport
+        self.peer = side
+        if self.early:
+            for data in self.early:
+                transport.write(data)
+            backend.bytes_in += self.early_size
+            if self.early_size > EARLY_LIMIT and not self.eof:
+                self.transport.resume_reading()
+            self.early = []
+        if self.eof:
+            transport.write_eof()
 
     def pause_writing(self) -> None:
         # The client is slower than the backend: stop reading the backend.
@@ -169,6 +226,8 @@ class _ClientSide(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.frontend.clients.discard(self)
+        if self.dialing is not None:
+            self.dialing.cancel()
         peer = self.peer
         if peer is not None and not peer.closed:
             if exc is None:
@@ -225,7 +284,7 @@ class _BackendSide(asyncio.Protocol):
             self.counted = False
             self.backend.dest.active -= 1
         client = self.client
-        if not client.closed:
+        if not client.closed and client.peer is self:
             if exc is None:
                 self.out.close()
             else:
@@ -237,11 +296,16 @@ class TcpFrontend:
 
     ``pool`` and ``ranges`` may be replaced by the dataplane at any time; connections
     already established keep their backend. ``ranges`` (load-balancer source ranges) is
-    empty for "any client"; a client outside every range is reset at once.
+    empty for "any client"; a client outside every range is reset at once. ``clients``
+    holds every accepted connection not yet closed (dialling or relaying).
+
+    Dialling is callback driven (no coroutine per connection): each attempt is one task
+    running the loop's ``create_connection``, cancelled by a timer after that attempt's
+    timeout; its done callback relays, retries with the next timeout or resets the client.
     """
 
     __slots__ = ("loop", "ip", "port", "pool", "ranges", "new_socket", "timeouts",
-                 "server", "clients", "tasks", "_direct")
+                 "server", "clients")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ip: str, port: int, pool: Pool,
                  new_socket: SocketFactory | None,
@@ -250,14 +314,12 @@ class TcpFrontend:
         self.ip, self.port = ip, port
         self.pool = pool
         self.ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        # None: dial from this process's own namespace (create_connection with an IP
+        # literal never resolves names); otherwise sockets come from this factory.
         self.new_socket = new_socket
-        # Without a socket factory the loop dials in this process's own namespace
-        # (create_connection with an IP literal never resolves names).
-        self._direct = new_socket is None
         self.timeouts = tuple(timeouts)
         self.server: asyncio.AbstractServer | None = None
         self.clients: set[_ClientSide] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, sock: socket.socket, backlog: int) -> None:
         """Serve on the bound, listening socket ``sock`` (closed on failure)."""
@@ -272,63 +334,66 @@ class TcpFrontend:
         return _ClientSide(self)
 
     def accepted(self, client: _ClientSide) -> None:
-        """A client connected (its reading is paused): check the source, then dial."""
+        """A client connected: check its source, then dial."""
         self.clients.add(client)
-        peer = client.transport.get_extra_info("peername")
-        src_ip, src_port = (peer[0], peer[1]) if peer else ("", 0)
-        if self.ranges and not _in_ranges(src_ip, self.ranges):
+        if self.ranges or self.pool.needs_source:
+            peer = client.transport.get_extra_info("peername")
+            if peer:
+                client.src_ip, client.src_port = peer[0], peer[1]
+            if self.ranges and not _in_ranges(client.src_ip, self.ranges):
+                reset_transport(client.transport)
+                return
+        self._dial(client, 0)
+
+    def _dial(self, client: _ClientSide, attempt: int) -> None:
+        b = self.pool.pick(client.src_ip, client.src_port, self.ip, attempt > 0)
+        if b is None:
             reset_transport(client.transport)
             return
-        task = self.loop.create_task(self._connect(client, src_ip, src_port))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        loop = self.loop
+        b.dest.inactive += 1
+        factory = partial(_BackendSide, client, b)
+        if self.new_socket is None:
+            task = loop.create_task(loop.create_connection(factory, b.ip, b.port,
+                                                           family=b.family))
+        else:
+            task = loop.create_task(self._connect_socket(factory, b))
+        client.dialing = task
+        timer = loop.call_later(self.timeouts[attempt], task.cancel)
+        task.add_done_callback(partial(self._dialed, client, b, attempt, timer))
 
-    async def _dial(self, b: Backend, timeout: float, client: _ClientSide) -> Any:
-        factory = lambda: _BackendSide(client, b)  # noqa: E731
-        if self._direct:
-            async with asyncio.timeout(timeout):
-                transport, _ = await self.loop.create_connection(factory, b.ip, b.port)
-            return transport
+    async def _connect_socket(self, factory: Callable[[], _BackendSide], b: Backend
+                              ) -> tuple[Any, _BackendSide]:
         sock = self.new_socket(b.family, socket.SOCK_STREAM)  # type: ignore[misc]
         try:
             sock.setblocking(False)
-            async with asyncio.timeout(timeout):
-                await self.loop.sock_connect(sock, (b.ip, b.port))
-                transport, _ = await self.loop.create_connection(factory, sock=sock)
+            await self.loop.sock_connect(sock, (b.ip, b.port))
+            return await self.loop.create_connection(factory, sock=sock)
         except BaseException:
             sock.close()
             raise
-        return transport
 
-    async def _connect(self, client: _ClientSide, src_ip: str, src_port: int) -> None:
-        for attempt, timeout in enumerate(self.timeouts):
+    def _dialed(self, client: _ClientSide, b: Backend, attempt: int,
+                timer: asyncio.TimerHandle, task: asyncio.Future[Any]) -> None:
+        timer.cancel()
+        b.dest.inactive -= 1
+        client.dialing = None
+        if task.cancelled() or task.exception() is not None:
             if client.closed:
                 return
-            b = self.pool.pick(src_ip, src_port, self.ip, attempt > 0)
-            if b is None:
-                break
-            dest = b.dest
-            dest.inactive += 1
-            try:
-                transport = await self._dial(b, timeout, client)
-            except (OSError, TimeoutError):
-                continue
-            finally:
-                dest.inactive -= 1
-            side: _BackendSide = transport.get_protocol()
-            dest.active += 1
-            side.counted = True
-            b.total += 1
-            if client.closed:
-                transport.close()
-                return
-            client.backend = b
-            client.out = transport
-            client.peer = side
-            client.transport.resume_reading()
+            if attempt + 1 < len(self.timeouts):
+                self._dial(client, attempt + 1)
+            else:
+                reset_transport(client.transport)
             return
-        if not client.closed:
-            reset_transport(client.transport)
+        transport, side = task.result()
+        b.dest.active += 1
+        side.counted = True
+        b.total += 1
+        if client.closed:
+            transport.close()
+            return
+        client.connected(transport, side, b)
 
     def close_listener(self) -> None:
         """Stop accepting; established connections and dials in flight go on."""
@@ -339,9 +404,9 @@ class TcpFrontend:
     def abort_all(self) -> None:
         """Stop accepting and abort every connection of this frontend."""
         self.close_listener()
-        for task in list(self.tasks):
-            task.cancel()
         for client in list(self.clients):
+            if client.dialing is not None:
+                client.dialing.cancel()
             if client.peer is not None and not client.peer.closed:
                 client.peer.transport.abort()
             if client.transport is not None:

@@ -22,9 +22,22 @@ Where frontends live
 
 Which endpoints
     ClusterIP frontends use the selection's ``internal`` endpoints, the others its
-    ``external`` ones (:func:`svcnet.proxy.endpoints.select_endpoints`). Weights come from
+    ``external`` ones (:func:`svcnet.proxy.endpoints.select_endpoints`), each narrowed to
+    the frontend's address family as kube-proxy proxies each family separately: one pool
+    (scheduler + endpoints) per (kind, family) in use. Weights come from
     ``ServicePortInfo.weights`` matched by pod name (``EndpointInfo.target``), then by IP.
-    Affinity is one table per service port, shared by both kinds of frontend.
+    Affinity is one table per service port, shared by its pools.
+
+Connections
+    TCP: endpoints are dialled with kube-proxy's userspace timeouts (250 ms, 500 ms, 1 s,
+    2 s), each failure moving on to the next endpoint the scheduler picks (affinity
+    reset); after four failures the client gets an RST. Bytes a client sends before its
+    endpoint is connected are held (up to 64 KiB, then its reading pauses) and forwarded
+    on connect. On load-balancer frontends a client outside ``loadBalancerSourceRanges``
+    is reset at once (the kernel modes drop it). UDP: one connected socket per client
+    address and endpoint, closed after
+    ``udp_idle_timeout`` without a packet either way. ``status()`` and
+    ``render_metrics()`` report connections, flows and bytes per endpoint.
 
 No endpoints
     A frontend without endpoints is not listened on, so the kernel answers TCP with RST
@@ -37,7 +50,8 @@ No endpoints
 Changes
     Endpoint changes affect new connections only; established ones drain on their old
     endpoint (listed as ``draining`` until they end). A removed frontend stops listening;
-    its established TCP connections go on until they end, its UDP flows are closed with it.
+    its established TCP connections go on until they end (its address, if this dataplane
+    added it, is removed by the first sync after that), its UDP flows are closed with it.
     The client's source address is not preserved: endpoints see the node as the client.
 """
 
@@ -124,22 +138,27 @@ def _describe(key: Key) -> str:
     return f"{proto.lower()} {host}:{port} {place}"
 
 
+PoolKey = tuple[str, int]  # (INTERNAL or EXTERNAL, address family)
+
+
+def _family_name(family: int) -> str:
+    return "IPv6" if family == socket.AF_INET6 else "IPv4"
+
+
 @dataclass
 class _Plan:
     """What one service port should look like after this sync."""
 
     info: ServicePortInfo
-    internal: tuple[EndpointInfo, ...]
-    external: tuple[EndpointInfo, ...]
-    internal_verdict: str
-    external_verdict: str
-    # frontend -> (kind, source ranges)
-    wants: dict[Key, tuple[str, tuple[Network, ...]]] = field(default_factory=dict)
+    # frontend -> (pool, source ranges)
+    wants: dict[Key, tuple[PoolKey, tuple[Network, ...]]] = field(default_factory=dict)
+    # pool -> (its endpoints, its verdict); one per (kind, family) some frontend uses
+    groups: dict[PoolKey, tuple[tuple[EndpointInfo, ...], str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     ns_ips: frozenset[str] = frozenset()
 
-    def serves(self, kind: str) -> bool:
-        return bool(self.internal if kind == INTERNAL else self.external)
+    def serves(self, pool: PoolKey) -> bool:
+        return bool(self.groups[pool][0])
 
 
 class _Port:
@@ -149,18 +168,21 @@ class _Port:
         self.name = name
         self.info = info
         self.scheduler_name = scheduler
-        self.internal = Pool(make_scheduler(scheduler))
-        self.external = Pool(make_scheduler(scheduler))
+        self.pools: dict[PoolKey, Pool] = {}
         self.affinity: AffinityTable | None = None
         self.backends: dict[str, Backend] = {}
         self.draining: dict[str, Backend] = {}
         self.frontends: dict[Key, TcpFrontend | UdpFrontend] = {}
         self.skipped: dict[str, str] = {}
         self.ns_ips: frozenset[str] = frozenset()
+        self.endpoints: tuple[EndpointInfo, ...] = ()  # as last applied
         self.error = ""
+        self.conflicts = False
 
-    def pool(self, kind: str) -> Pool:
-        return self.internal if kind == INTERNAL else self.external
+    @property
+    def settled(self) -> bool:
+        """Fully applied: a full sync with unchanged input has nothing to redo."""
+        return not self.error and not self.conflicts
 
 
 class UserspaceDataplane:
@@ -189,7 +211,8 @@ class UserspaceDataplane:
         self.backlog = backlog
         self._ports: dict[ServicePortName, _Port] = {}
         self._owners: dict[Key, ServicePortName] = {}
-        self._retired: set[TcpFrontend] = set()  # stopped listening, connections remain
+        # Stopped listening, connections remain: their netns address stays until they end.
+        self._retired: dict[TcpFrontend, Key] = {}
         self._addr_refs: dict[str, int] = {}  # netns IP -> service ports using it
         self._added: set[str] = set()  # netns IPs this dataplane added to lo
         self._ns: NetnsSockets | None = None
@@ -213,15 +236,24 @@ class UserspaceDataplane:
             await self._ip("link", "set", "lo", "up")
             self._ns = NetnsSockets(self.netns)
         node = (state.node_name, tuple(state.node_ips))
-        if node != self._node:
+        node_changed = node != self._node
+        if node_changed:
             full = True
             self._node = node
         names = set(state.services) | set(self._ports) if full else set(changed)
         plans: dict[ServicePortName, _Plan | None] = {}
         for name in names:
             info = state.services.get(name)
-            plans[name] = None if info is None else self._plan(
-                info, state.endpoints.get(name, ()), state)
+            if info is None:
+                plans[name] = None
+                continue
+            eps = state.endpoints.get(name, ())
+            port = self._ports.get(name)
+            if (full and not node_changed and port is not None and port.settled
+                    and (port.info is info or port.info == info)
+                    and (port.endpoints is eps or port.endpoints == eps)):
+                continue  # applied by an earlier sync, nothing to retry
+            plans[name] = self._plan(info, eps, state)
 
         # 1. Stop listening where a frontend is no longer wanted or has no endpoints.
         for name, plan in plans.items():
@@ -254,13 +286,16 @@ class UserspaceDataplane:
                 self._remove_port(name)
                 continue
             port = self._update_port(name, plan)
+            port.endpoints = state.endpoints.get(name, ())
             err = await self._open_frontends(port, plan, failed_ips)
             if err:
                 errors.append(f"{name}: {err}")
 
         # 4. Addresses nobody uses any more, now that their listeners are closed.
-        await self._remove_addresses([ip for ip in self._added if ip not in self._addr_refs])
-        self._retired = {fe for fe in self._retired if fe.clients or fe.tasks}
+        self._retired = {fe: k for fe, k in self._retired.items() if fe.clients}
+        draining = {k[1] for k in self._retired.values() if k[3] != HOST}
+        await self._remove_addresses([ip for ip in self._added
+                                      if ip not in self._addr_refs and ip not in draining])
         if full:
             for port in self._ports.values():
                 if port.affinity is not None:
@@ -271,19 +306,10 @@ class UserspaceDataplane:
     def _plan(self, info: ServicePortInfo, endpoints: Sequence[EndpointInfo],
               state: ProxyState) -> _Plan:
         sel = select_endpoints(info, endpoints, state.node_name, self.node_zone)
-        internal, external = sel.internal, sel.external
-        skipped: dict[str, str] = {}
-        if self.netns is None:
-            for e in {*internal, *external}:
-                if not _is_loopback(e.ip):
-                    skipped[f"endpoint {e.address}"] = "not a loopback address (no netns)"
-            internal = tuple(e for e in internal if _is_loopback(e.ip))
-            external = tuple(e for e in external if _is_loopback(e.ip))
-        plan = _Plan(info, internal, external, verdict(internal, sel.has_any),
-                     verdict(external, sel.has_any), skipped=skipped)
+        plan = _Plan(info)
         proto = info.protocol
         if proto not in ("TCP", "UDP"):
-            skipped["frontends"] = f"protocol {proto} is not proxied in userspace"
+            plan.skipped["frontends"] = f"protocol {proto} is not proxied in userspace"
             return plan
         ns_ips: set[str] = set()
 
@@ -293,13 +319,14 @@ class UserspaceDataplane:
             if _is_loopback(ip):
                 key: Key = (proto, ip, port, HOST)
             elif self.netns is None:
-                skipped[_describe((proto, ip, port, HOST))] = \
+                plan.skipped[_describe((proto, ip, port, HOST))] = \
                     "not a loopback address (no netns)"
                 return
             else:
                 key = (proto, ip, port, self.netns)
                 ns_ips.add(ip)
-            plan.wants.setdefault(key, (kind, ranges))
+            if key not in plan.wants:
+                plan.wants[key] = ((kind, family_of(ip)), ranges)
 
         for ip in info.cluster_ips:
             want(ip, info.port, INTERNAL)
@@ -312,6 +339,24 @@ class UserspaceDataplane:
         for ip in info.load_balancer_ips:
             want(ip, info.port, EXTERNAL, ranges)
         plan.ns_ips = frozenset(ns_ips)
+
+        # kube-proxy proxies each address family separately: a frontend of one family
+        # uses that family's endpoints only.
+        for pool_key, _ in plan.wants.values():
+            if pool_key in plan.groups:
+                continue
+            kind, family = pool_key
+            picked = sel.internal if kind == INTERNAL else sel.external
+            mine = tuple(e for e in picked if family_of(e.ip) == family)
+            if self.netns is None:
+                for e in mine:
+                    if not _is_loopback(e.ip):
+                        plan.skipped[f"endpoint {e.address}"] = \
+                            "not a loopback address (no netns)"
+                mine = tuple(e for e in mine if _is_loopback(e.ip))
+            usable = any(e.ready or (e.serving and e.terminating) for e in endpoints
+                         if family_of(e.ip) == family)
+            plan.groups[pool_key] = (mine, verdict(mine, usable))
         return plan
 
     def _scheduler_name(self, info: ServicePortInfo) -> str:
@@ -333,13 +378,12 @@ class UserspaceDataplane:
             port = self._ports[name] = _Port(name, info, sched)
         elif sched != port.scheduler_name:
             port.scheduler_name = sched
-            port.internal.scheduler = make_scheduler(sched)
-            port.external.scheduler = make_scheduler(sched)
-            port.internal.backends = port.external.backends = {}
+            port.pools = {}
         port.info = info
         port.ns_ips = plan.ns_ips
         port.skipped = dict(plan.skipped)
         port.error = ""
+        port.conflicts = False
 
         weights = dict(info.weights)
 
@@ -348,34 +392,26 @@ class UserspaceDataplane:
                 return weights[e.target]
             return weights.get(e.ip, 1)
 
-        old_sig = {kind: [(a, b.dest.weight) for a, b in port.pool(kind).backends.items()]
-                   for kind in (INTERNAL, EXTERNAL)}
+        old_sig = {k: [(a, b.dest.weight) for a, b in pool.backends.items()]
+                   for k, pool in port.pools.items()}
         backends: dict[str, Backend] = {}
-        for e in (*plan.internal, *plan.external):
-            addr = e.address
-            if addr in backends:
-                continue
-            b = port.backends.get(addr) or port.draining.pop(addr, None)
-            if b is None:
-                b = Backend(Destination(e.ip, e.port, weight(e)), e.target)
-            else:
-                b.dest.weight = weight(e)
-                b.target = e.target
-            backends[addr] = b
+        for eps, _ in plan.groups.values():
+            for e in eps:
+                addr = e.address
+                if addr in backends:
+                    continue
+                b = port.backends.get(addr) or port.draining.pop(addr, None)
+                if b is None:
+                    b = Backend(Destination(e.ip, e.port, weight(e)), e.target)
+                else:
+                    b.dest.weight = weight(e)
+                    b.target = e.target
+                backends[addr] = b
         for addr, b in port.backends.items():
             if addr not in backends and b.busy:
                 port.draining[addr] = b
         port.draining = {a: b for a, b in port.draining.items() if b.busy}
         port.backends = backends
-        for kind, eps, v in ((INTERNAL, plan.internal, plan.internal_verdict),
-                             (EXTERNAL, plan.external, plan.external_verdict)):
-            pool = port.pool(kind)
-            members = {e.address: backends[e.address] for e in eps}
-            pool.verdict = v
-            if [(a, b.dest.weight) for a, b in members.items()] != old_sig[kind]:
-                pool.set_backends(members)
-            else:
-                pool.backends = members
 
         if info.affinity:
             if port.affinity is None or port.affinity.timeout != info.affinity_timeout:
@@ -384,10 +420,21 @@ class UserspaceDataplane:
             port.affinity.sweep()
         else:
             port.affinity = None
-        port.internal.affinity = port.external.affinity = port.affinity
+
+        pools: dict[PoolKey, Pool] = {}
+        for k, (eps, v) in plan.groups.items():
+            pool = port.pools.get(k) or Pool(make_scheduler(sched))
+            members = {e.address: backends[e.address] for e in eps}
+            pool.set_backends(members, reschedule=[(a, b.dest.weight)
+                                                   for a, b in members.items()]
+                              != old_sig.get(k))
+            pool.verdict = v
+            pool.set_affinity(port.affinity)
+            pools[k] = pool
+        port.pools = pools
         for key, fe in port.frontends.items():
-            kind, ranges = plan.wants[key]
-            fe.pool = port.pool(kind)
+            pool_key, ranges = plan.wants[key]
+            fe.pool = pools[pool_key]
             fe.ranges = ranges
         return port
 
@@ -396,17 +443,18 @@ class UserspaceDataplane:
         """Open the port's missing frontends; on failure close the ones opened here and
         return the error (``""`` on success)."""
         opened: list[Key] = []
-        for key, (kind, ranges) in plan.wants.items():
-            if key in port.frontends or not plan.serves(kind):
+        for key, (pool_key, ranges) in plan.wants.items():
+            if key in port.frontends or not plan.serves(pool_key):
                 continue
             owner = self._owners.get(key)
             if owner is not None and owner != port.name:
                 port.skipped[_describe(key)] = f"already served for {owner}"
+                port.conflicts = True
                 continue
             try:
                 if key[1] in failed_ips and key[3] != HOST:
                     raise OSError(f"cannot add address: {failed_ips[key[1]]}")
-                fe = await self._open(key, port.pool(kind), ranges)
+                fe = await self._open(key, port.pools[pool_key], ranges)
             except OSError as e:
                 for k in opened:
                     self._close_frontend(port, k)
@@ -461,8 +509,8 @@ class UserspaceDataplane:
             del self._owners[key]
         if isinstance(fe, TcpFrontend):
             fe.close_listener()
-            if fe.clients or fe.tasks:
-                self._retired.add(fe)
+            if fe.clients:
+                self._retired[fe] = key
         else:
             fe.close()
 
@@ -561,7 +609,9 @@ class UserspaceDataplane:
     def status(self) -> dict[str, Any]:
         """``{"mode", "netns", "addresses_added", "service_ports": {name: {...}}}``; each
         service port lists its frontends, skipped items, scheduler, affinity, the verdict
-        of each pool and its endpoints with their counters."""
+        (FORWARD, REJECT or DROP) of each pool (``"verdicts"``: ``"internal IPv4"``,
+        ``"external IPv6"``, ...; ``"internal"``/``"external"``: per kind, FORWARD when
+        any family forwards) and its endpoints with their counters and pools."""
         ports: dict[str, Any] = {}
         for name in sorted(self._ports):
             port = self._ports[name]
@@ -572,16 +622,18 @@ class UserspaceDataplane:
                                 "active": b.dest.active, "inactive": b.dest.inactive,
                                 "total": b.total, "bytes_in": b.bytes_in,
                                 "bytes_out": b.bytes_out,
-                                "internal": addr in port.internal.backends,
-                                "external": addr in port.external.backends})
+                                "pools": sorted(f"{k} {_family_name(f)}"
+                                                for (k, f), p in port.pools.items()
+                                                if addr in p.backends)})
             ports[str(name)] = {
                 "protocol": name.protocol,
                 "frontends": sorted(_describe(k) for k in port.frontends),
                 "skipped": dict(port.skipped),
                 "scheduler": port.scheduler_name,
                 "affinity_timeout": port.info.affinity_timeout,
-                "internal": port.internal.verdict,
-                "external": port.external.verdict,
+                **_kind_verdicts(port.pools),
+                "verdicts": {f"{k} {_family_name(f)}": p.verdict
+                             for (k, f), p in sorted(port.pools.items())},
                 "endpoints": eps,
                 **({"error": port.error} if port.error else {}),
             }
@@ -620,6 +672,17 @@ class UserspaceDataplane:
                 nbytes.append(f'svcnet_proxy_backend_bytes_total{{{labels},direction="out"}} '
                               f"{b.bytes_out}")
         return "\n".join((*total, *active, *flows, *nbytes)) + "\n"
+
+
+def _kind_verdicts(pools: dict[PoolKey, Pool]) -> dict[str, str]:
+    """``{"internal": ..., "external": ...}`` for the kinds that have pools: FORWARD if
+    any family forwards, else DROP if any drops, else REJECT."""
+    out: dict[str, str] = {}
+    for kind in (INTERNAL, EXTERNAL):
+        got = {p.verdict for (k, _), p in pools.items() if k == kind}
+        if got:
+            out[kind] = next(v for v in ("FORWARD", "DROP", "REJECT") if v in got)
+    return out
 
 
 def _esc(value: str) -> str:

@@ -1,0 +1,755 @@
+"""The userspace dataplane against the real kernel.
+
+Each test makes a node network namespace ``svcnet-t-<hex>`` (deleted by name in the
+fixture's teardown, also on failure), puts endpoint and client addresses on its ``lo``,
+runs small backends inside it and connects clients from inside it; host-side frontends
+(127.0.0.1 NodePorts, loopback load-balancer IPs) are reached from the host over
+loopback only. Cluster addresses never leave the test's namespace.
+
+The scenarios run under uvloop (as the proxy does in production); the relay tests run
+under the default asyncio loop too. Helpers here are shared with
+``test_flows_userspace.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+from svcnet._util.netns import socket_in_netns
+from svcnet.proxy import dataplane
+from svcnet.proxy.dataplane import ProxyState
+from svcnet.proxy.dataplanes.userspace import UserspaceDataplane
+from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
+
+NODE = "node-a"
+CLIENT = "10.244.0.100"
+CLIENT2 = "10.244.0.101"
+EP_IPS = tuple(f"10.244.0.{i}" for i in range(2, 12))
+CLIENT_IPS = (CLIENT, CLIENT2)
+T = TypeVar("T")
+
+
+def why_not() -> str:
+    if not sys.platform.startswith("linux"):
+        return "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "needs the ip command (iproute2)"
+    return ""
+
+
+needs_netns = pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok")
+pytestmark = needs_netns
+
+
+# --- namespace -----------------------------------------------------------------------------
+
+def ip_batch(ns: str, lines: Iterable[str]) -> None:
+    subprocess.run(["ip", "-n", ns, "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                   text=True, check=False, capture_output=True)
+
+
+def make_netns(addresses: Iterable[str] = ()) -> str:
+    """A new namespace with ``lo`` up and ``addresses`` on it (caller deletes it)."""
+    name = f"svcnet-t-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        lines = ["link set lo up"]
+        for a in addresses:
+            lines.append(f"address add {a}/128 dev lo nodad" if ":" in a
+                         else f"address add {a}/32 dev lo")
+        ip_batch(name, lines)
+    except BaseException:
+        delete_netns(name)
+        raise
+    return name
+
+
+def delete_netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def ns_addresses(ns: str) -> set[str]:
+    out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"], capture_output=True,
+                         text=True, check=True).stdout
+    return set(re.findall(r"inet6? ([0-9a-f.:]+)/", out))
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = make_netns((*EP_IPS, *CLIENT_IPS, "10.244.0.1"))
+    try:
+        yield name
+    finally:
+        delete_netns(name)
+
+
+def run(coro: Coroutine[Any, Any, T], loop: str = "uvloop") -> T:
+    """Run ``coro`` on a fresh event loop of the given kind; its result."""
+    if loop == "uvloop":
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+# --- backends ------------------------------------------------------------------------------
+
+class _IdEcho(asyncio.Protocol):
+    """Sends ``ip:port\\n`` on connect, then echoes; closes after the client's EOF."""
+
+    def __init__(self, server: Backend) -> None:
+        self.server = server
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.server.conns.add(self)
+        self.server.accepted += 1
+        if self.server.greet:
+            transport.write(self.server.ident.encode() + b"\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.transport.close()  # after flushing what is left
+        return True
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.conns.discard(self)
+
+
+class _UdpId(asyncio.DatagramProtocol):
+    def __init__(self, server: Backend) -> None:
+        self.server = server
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server.accepted += 1
+        self.transport.sendto(self.server.ident.encode() + b" " + data, addr)
+
+
+class Backend:
+    """A TCP or UDP backend listening on ``ip:port`` inside ``ns``."""
+
+    def __init__(self, ns: str, ip: str, port: int, protocol: str = "TCP",
+                 greet: bool = True) -> None:
+        self.ns, self.ip, self.port, self.protocol, self.greet = ns, ip, port, protocol, greet
+        self.ident = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self.conns: set[_IdEcho] = set()
+        self.accepted = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._udp: asyncio.BaseTransport | None = None
+
+    async def start(self) -> Backend:
+        loop = asyncio.get_running_loop()
+        fam = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
+        if self.protocol == "TCP":
+            s = socket_in_netns(self.ns, fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((self.ip, self.port))
+            s.listen(128)
+            s.setblocking(False)
+            self._server = await loop.create_server(lambda: _IdEcho(self), sock=s)
+        else:
+            s = socket_in_netns(self.ns, fam, socket.SOCK_DGRAM)
+            s.bind((self.ip, self.port))
+            s.setblocking(False)
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpId(self), sock=s)
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._udp is not None:
+            self._udp.close()
+        for c in list(self.conns):
+            c.transport.abort()
+
+
+class Backends:
+    """Owns every backend a test starts; :meth:`close` stops them all."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.all: list[Backend] = []
+
+    async def start(self, ip: str, port: int, protocol: str = "TCP",
+                    greet: bool = True) -> Backend:
+        b = Backend(self.ns, ip, port, protocol, greet)
+        self.all.append(b)
+        return await b.start()
+
+    def close(self) -> None:
+        for b in self.all:
+            b.close()
+
+
+# --- clients -------------------------------------------------------------------------------
+
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+async def open_tcp(ns: str | None, src: str, dst: str, port: int, timeout: float = 2.0
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection from ``src`` to ``dst:port``, from inside ``ns`` (or the host if
+    ``ns`` is None — loopback only)."""
+    if ns is None:
+        assert dst.startswith("127.") and src.startswith("127."), "host traffic: loopback"
+        sock = socket.socket(_family(dst), socket.SOCK_STREAM)
+    else:
+        sock = socket_in_netns(ns, _family(dst), socket.SOCK_STREAM)
+    try:
+        sock.bind((src, 0))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_connect(sock, (dst, port)), timeout)
+        return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def ask(ns: str | None, src: str, dst: str, port: int, timeout: float = 2.0) -> str:
+    """Connect and return the backend's greeting line (``ip:port``)."""
+    reader, writer = await open_tcp(ns, src, dst, port, timeout)
+    try:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if not line:
+            raise ConnectionResetError("closed without an answer")
+        return line.decode().strip()
+    finally:
+        writer.close()
+
+
+async def ask_udp(ns: str | None, src: str, dst: str, port: int, payload: bytes = b"ping",
+                  timeout: float = 2.0) -> str:
+    """Send one datagram from ``src`` and return the reply's first word."""
+    if ns is None:
+        assert dst.startswith("127."), "host traffic: loopback"
+        sock = socket.socket(_family(dst), socket.SOCK_DGRAM)
+    else:
+        sock = socket_in_netns(ns, _family(dst), socket.SOCK_DGRAM)
+    with sock:
+        sock.bind((src, 0))
+        sock.setblocking(False)
+        sock.connect((dst, port))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(sock, payload)
+        data = await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+        return data.decode().split(" ", 1)[0]
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait until ``cond()`` holds (checked every 10 ms); AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+# --- state ---------------------------------------------------------------------------------
+
+def spn(name: str = "web", port: str = "http", protocol: str = "TCP") -> ServicePortName:
+    return ServicePortName("default", name, port, protocol)
+
+
+def info(name: ServicePortName, cluster_ip: str = "10.96.0.10", port: int = 80,
+         **kw: Any) -> ServicePortInfo:
+    return ServicePortInfo(name=name, type=kw.pop("type", "ClusterIP"),
+                           cluster_ips=(cluster_ip,), port=port, **kw)
+
+
+def eps(*ips: str, port: int = 8080) -> tuple[EndpointInfo, ...]:
+    return tuple(sorted((EndpointInfo(ip, port, node_name=NODE, target=f"pod-{ip}")
+                         for ip in ips), key=lambda e: e.address))
+
+
+def state(*ports: tuple[ServicePortInfo, tuple[EndpointInfo, ...]],
+          node_ips: tuple[str, ...] = ("10.244.0.1",)) -> ProxyState:
+    s = ProxyState(node_name=NODE, node_ips=node_ips)
+    for i, e in ports:
+        s.services[i.name] = i
+        s.endpoints[i.name] = e
+    return s
+
+
+async def synced(dp: UserspaceDataplane, s: ProxyState) -> UserspaceDataplane:
+    await dp.sync(s, set(s.services), full=True)
+    return dp
+
+
+def endpoint_status(dp: UserspaceDataplane, name: ServicePortName) -> dict[str, Any]:
+    return {e["address"]: e for e in dp.status()["service_ports"][str(name)]["endpoints"]}
+
+
+def with_dataplane(ns: str | None, body: Callable[[UserspaceDataplane, Backends],
+                                                  Awaitable[None]],
+                   loop: str = "uvloop", **kw: Any) -> None:
+    """Run ``body(dp, backends)`` with a dataplane for ``ns``; both closed afterwards."""
+    async def main() -> None:
+        dp = UserspaceDataplane(netns=ns, **kw)
+        bk = Backends(ns or "")
+        try:
+            await body(dp, bk)
+        finally:
+            await dp.close()
+            bk.close()
+    run(main(), loop)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+def test_registered() -> None:
+    assert dataplane.lookup("userspace") is UserspaceDataplane
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_round_robin_spreads_over_three_endpoints(netns: str, loop: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        for ip in EP_IPS[:3]:
+            await bk.start(ip, 8080)
+        await synced(dp, state((info(spn()), eps(*EP_IPS[:3]))))
+        got = [await ask(netns, CLIENT, "10.96.0.10", 80) for _ in range(6)]
+        assert sorted(got) == sorted([f"{ip}:8080" for ip in EP_IPS[:3]] * 2)
+        assert got[:3] == got[3:]  # a cycle
+        st = endpoint_status(dp, spn())
+        assert {a: e["total"] for a, e in st.items()} == {f"{ip}:8080": 2 for ip in EP_IPS[:3]}
+    with_dataplane(netns, body, loop)
+
+
+def test_affinity_pins_a_client(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        for ip in EP_IPS[:3]:
+            await bk.start(ip, 8080)
+        await synced(dp, state((info(spn(), affinity_timeout=60), eps(*EP_IPS[:3]))))
+        first = [await ask(netns, CLIENT, "10.96.0.10", 80) for _ in range(5)]
+        assert len(set(first)) == 1
+        second = [await ask(netns, CLIENT2, "10.96.0.10", 80) for _ in range(5)]
+        assert len(set(second)) == 1
+        assert first[0] != second[0]  # the second client got the next one in rr order
+    with_dataplane(netns, body)
+
+
+def test_least_connection_prefers_fewer_active(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        a, b = EP_IPS[0], EP_IPS[1]
+        await bk.start(a, 8080)
+        await bk.start(b, 8080)
+        await synced(dp, state((info(spn(), scheduler="lc"), eps(a, b))))
+        r1, w1 = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await r1.readline()).decode().strip() == f"{a}:8080"
+        r2, w2 = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await r2.readline()).decode().strip() == f"{b}:8080"
+        w2.close()
+        await wait_for(lambda: endpoint_status(dp, spn())[f"{b}:8080"]["active"] == 0)
+        assert endpoint_status(dp, spn())[f"{a}:8080"]["active"] == 1
+        # rr would now pick a; lc picks b, which has no connection left
+        assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{b}:8080"
+        w1.close()
+    with_dataplane(netns, body)
+
+
+def test_dial_failure_moves_to_the_next_endpoint(netns: str) -> None:
+    # 10.244.0.2 never answers (routed to a veth whose peer has no address, so ARP
+    # fails: a 250 ms dial timeout),
+    # 10.244.0.3 refuses (on lo, nothing listening), 10.244.0.4 answers.
+    subprocess.run(["ip", "-n", netns, "address", "del", "10.244.0.2/32", "dev", "lo"],
+                   check=True)
+    ip_batch(netns, ["link add svt-a type veth peer name svt-b", "link set svt-a up",
+                     "link set svt-b up", "route add 10.244.0.2/32 dev svt-a"])
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start("10.244.0.4", 8080)
+        await synced(dp, state((info(spn()), eps("10.244.0.2", "10.244.0.3",
+                                                 "10.244.0.4"))))
+        t0 = time.monotonic()
+        assert await ask(netns, CLIENT, "10.96.0.10", 80) == "10.244.0.4:8080"
+        elapsed = time.monotonic() - t0
+        assert 0.2 <= elapsed < 1.0, elapsed
+        st = endpoint_status(dp, spn())
+        assert st["10.244.0.4:8080"]["total"] == 1
+        assert st["10.244.0.2:8080"]["total"] == 0
+        assert all(e["inactive"] == 0 for e in st.values())
+    with_dataplane(netns, body)
+
+
+def test_data_sent_before_the_backend_connects_arrives(netns: str) -> None:
+    # The first endpoint swallows SYNs, so the dial takes 250 ms; meanwhile the client
+    # sends 1 MiB (more than is buffered before reading pauses) and its EOF.
+    subprocess.run(["ip", "-n", netns, "address", "del", "10.244.0.2/32", "dev", "lo"],
+                   check=True)
+    ip_batch(netns, ["link add svt-a type veth peer name svt-b", "link set svt-a up",
+                     "link set svt-b up", "route add 10.244.0.2/32 dev svt-a"])
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start("10.244.0.4", 8080, greet=False)
+        await synced(dp, state((info(spn()), eps("10.244.0.2", "10.244.0.4"))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        payload = os.urandom(1 << 20)
+        writer.write(payload)
+        writer.write_eof()
+        got = await asyncio.wait_for(reader.read(), 3)
+        assert got == payload
+        writer.close()
+    with_dataplane(netns, body)
+
+
+def test_every_dial_failing_resets_the_client(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await synced(dp, state((info(spn()), eps("10.244.0.3"))))  # nothing listens
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(reader.readexactly(1), 2)
+        writer.close()
+    with_dataplane(netns, body, dial_timeouts=(0.05, 0.05, 0.05, 0.05))
+
+
+def test_no_endpoints_refuses_at_once(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        udp = ServicePortInfo(spn("dns", "dns", "UDP"), "ClusterIP", ("10.96.0.53",), 53)
+        await synced(dp, state((info(spn()), ()), (udp, ())))
+        assert "10.96.0.10" in ns_addresses(netns)  # served address, refused by the kernel
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionRefusedError):
+            await ask(netns, CLIENT, "10.96.0.10", 80)
+        assert time.monotonic() - t0 < 0.5
+        with pytest.raises(ConnectionRefusedError):  # ICMP port unreachable
+            await ask_udp(netns, CLIENT, "10.96.0.53", 53)
+        st = dp.status()["service_ports"][str(spn())]
+        assert st["frontends"] == [] and st["verdicts"] == {"internal IPv4": "REJECT"}
+        # endpoints appear: now it is served
+        await dp.sync(state((info(spn()), eps(EP_IPS[0])), (udp, ())), {spn()}, False)
+        assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{EP_IPS[0]}:8080"
+    with_dataplane(netns, body)
+
+
+def test_removed_endpoint_drains_while_new_connections_move(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        a, b = EP_IPS[0], EP_IPS[1]
+        await bk.start(a, 8080)
+        await bk.start(b, 8080)
+        await synced(dp, state((info(spn()), eps(a))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await reader.readline()).decode().strip() == f"{a}:8080"
+        await dp.sync(state((info(spn()), eps(b))), {spn()}, False)
+        writer.write(b"still there\n")
+        assert await asyncio.wait_for(reader.readline(), 2) == b"still there\n"
+        st = endpoint_status(dp, spn())
+        assert st[f"{a}:8080"]["state"] == "draining" and st[f"{a}:8080"]["active"] == 1
+        for _ in range(3):
+            assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{b}:8080"
+        writer.close()
+        await wait_for(lambda: f"{a}:8080" not in endpoint_status(dp, spn())
+                       or endpoint_status(dp, spn())[f"{a}:8080"]["active"] == 0)
+        # the service goes away: the listener closes, an open connection keeps working
+        r2, w2 = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await r2.readline()).decode().strip() == f"{b}:8080"
+        await dp.sync(state(), {spn()}, False)
+        w2.write(b"after removal\n")
+        assert await asyncio.wait_for(r2.readline(), 2) == b"after removal\n"
+        with pytest.raises(OSError):
+            await ask(netns, CLIENT, "10.96.0.10", 80)
+        assert "10.96.0.10" in ns_addresses(netns)  # kept for the open connection
+        w2.close()
+        await wait_for(lambda: not any(fe.clients for fe in dp._retired))
+        await dp.sync(state(), set(), False)
+        assert "10.96.0.10" not in ns_addresses(netns)
+    with_dataplane(netns, body)
+
+
+def test_udp_round_trip_and_idle_expiry(netns: str) -> None:
+    name = spn("dns", "dns", "UDP")
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 5353, "UDP")
+        await bk.start(EP_IPS[1], 5353, "UDP")
+        i = ServicePortInfo(name, "ClusterIP", ("10.96.0.53",), 53)
+        await synced(dp, state((i, eps(EP_IPS[0], EP_IPS[1], port=5353))))
+        got = {await ask_udp(netns, CLIENT, "10.96.0.53", 53) for _ in range(4)}
+        assert got == {f"{EP_IPS[0]}:5353", f"{EP_IPS[1]}:5353"}  # one flow per client port
+        st = endpoint_status(dp, name)
+        assert sum(e["inactive"] for e in st.values()) >= 1  # flows still open
+        t0 = time.monotonic()
+        await wait_for(lambda: sum(e["inactive"] for e in endpoint_status(dp, name).values())
+                       == 0, timeout=2)
+        assert time.monotonic() - t0 < 0.6
+        st = endpoint_status(dp, name)
+        assert sum(e["total"] for e in st.values()) == 4
+        assert sum(e["bytes_in"] for e in st.values()) == 16
+    with_dataplane(netns, body, udp_idle_timeout=0.25)
+
+
+def test_udp_flow_keeps_its_backend(netns: str) -> None:
+    name = spn("dns", "dns", "UDP")
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 5353, "UDP")
+        await bk.start(EP_IPS[1], 5353, "UDP")
+        i = ServicePortInfo(name, "ClusterIP", ("10.96.0.53",), 53)
+        await synced(dp, state((i, eps(EP_IPS[0], EP_IPS[1], port=5353))))
+        sock = socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM)
+        loop = asyncio.get_running_loop()
+        with sock:
+            sock.bind((CLIENT, 0))
+            sock.setblocking(False)
+            sock.connect(("10.96.0.53", 53))
+            seen = set()
+            for n in range(5):
+                await loop.sock_sendall(sock, b"q%d" % n)
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 100), 2)
+                seen.add(reply.split()[0])
+            assert len(seen) == 1
+    with_dataplane(netns, body, udp_idle_timeout=1.0)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_half_close_still_receives_the_reply(netns: str, loop: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        backend = await bk.start(EP_IPS[0], 8080, greet=False)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        writer.write(b"hello, then EOF")
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 2) == b"hello, then EOF"  # until EOF
+        writer.close()
+        await wait_for(lambda: not backend.conns)
+        await wait_for(lambda: endpoint_status(dp, spn())[f"{EP_IPS[0]}:8080"]["active"] == 0)
+    with_dataplane(netns, body, loop)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_large_transfer_keeps_flow_control(netns: str, loop: str) -> None:
+    size = 32 << 20
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080, greet=False)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        payload = os.urandom(1 << 20)
+        peak = 0
+
+        def buffered() -> int:
+            total = 0
+            for port in dp._ports.values():
+                for fe in port.frontends.values():
+                    for c in getattr(fe, "clients", ()):
+                        total += c.transport.get_write_buffer_size()
+                        if c.peer is not None:
+                            total += c.peer.transport.get_write_buffer_size()
+            return total
+
+        async def send() -> None:
+            for _ in range(size // len(payload)):
+                writer.write(payload)
+                await writer.drain()
+            writer.write_eof()
+
+        async def receive() -> bytes:
+            nonlocal peak
+            await asyncio.sleep(0.3)  # a slow reader first: everything upstream must pause
+            peak = max(peak, buffered())
+            h = hashlib.sha256()
+            n = 0
+            while chunk := await reader.read(1 << 18):
+                h.update(chunk)
+                n += len(chunk)
+                peak = max(peak, buffered())
+            assert n == size
+            return h.digest()
+
+        expected = hashlib.sha256(payload * (size // len(payload))).digest()
+        _, digest = await asyncio.wait_for(asyncio.gather(send(), receive()), 30)
+        assert digest == expected
+        assert peak < 4 << 20, f"the proxy buffered {peak} bytes"
+        st = endpoint_status(dp, spn())[f"{EP_IPS[0]}:8080"]
+        assert st["bytes_in"] == size and st["bytes_out"] == size
+        writer.close()
+    with_dataplane(netns, body, loop)
+
+
+def test_hairpin_endpoint_reaches_itself(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        assert await ask(netns, EP_IPS[0], "10.96.0.10", 80) == f"{EP_IPS[0]}:8080"
+    with_dataplane(netns, body)
+
+
+def test_host_frontends_and_source_ranges(netns: str) -> None:
+    node_port, lb_port = free_port(), 18080
+    lb_ip = f"127.241.{secrets.randbelow(200) + 1}.{secrets.randbelow(200) + 1}"
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        np = info(spn("np", ""), "10.96.0.30", type="NodePort", node_port=node_port)
+        lb = info(spn("lb", ""), "10.96.0.40", lb_port, type="LoadBalancer",
+                  load_balancer_ips=(lb_ip,), source_ranges=("192.0.2.0/24",))
+        await synced(dp, state((np, eps(EP_IPS[0])), (lb, eps(EP_IPS[0]))))
+        fronts = dp.status()["service_ports"]["default/np"]["frontends"]
+        assert f"tcp 127.0.0.1:{node_port} host" in fronts
+        assert f"tcp 10.244.0.1:{node_port} in netns {netns}" in fronts
+        assert await ask(None, "127.0.0.1", "127.0.0.1", node_port) == f"{EP_IPS[0]}:8080"
+        assert await ask(netns, CLIENT, "10.244.0.1", node_port) == f"{EP_IPS[0]}:8080"
+        # the LB frontend resets clients outside its source ranges; ClusterIP is open
+        with pytest.raises((ConnectionResetError, ConnectionRefusedError)):
+            await ask(None, "127.0.0.5", lb_ip, lb_port)
+        assert await ask(netns, CLIENT, "10.96.0.40", lb_port) == f"{EP_IPS[0]}:8080"
+        lb2 = info(spn("lb", ""), "10.96.0.40", lb_port, type="LoadBalancer",
+                   load_balancer_ips=(lb_ip,), source_ranges=("127.0.0.0/24",))
+        await dp.sync(state((np, eps(EP_IPS[0])), (lb2, eps(EP_IPS[0]))), {lb2.name}, False)
+        assert await ask(None, "127.0.0.5", lb_ip, lb_port) == f"{EP_IPS[0]}:8080"
+    with_dataplane(netns, body)
+
+
+def test_close_removes_only_added_addresses(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        ext = info(spn("ext", ""), "10.96.0.50", external_ips=("192.0.2.50",))
+        np = info(spn("np", ""), "10.96.0.30", type="NodePort", node_port=free_port())
+        await synced(dp, state((info(spn()), eps(EP_IPS[0])), (ext, eps(EP_IPS[0])),
+                               (np, eps(EP_IPS[0]))))
+        have = ns_addresses(netns)
+        assert {"10.96.0.10", "10.96.0.50", "192.0.2.50", "10.96.0.30"} <= have
+        assert dp.status()["addresses_added"] == sorted(
+            ["10.96.0.10", "10.96.0.30", "10.96.0.50", "192.0.2.50"])
+        # a service going away takes its addresses with it, the others stay
+        await dp.sync(state((info(spn()), eps(EP_IPS[0])), (np, eps(EP_IPS[0]))),
+                      {ext.name}, False)
+        have = ns_addresses(netns)
+        assert "10.96.0.50" not in have and "192.0.2.50" not in have
+        assert "10.96.0.10" in have
+        await dp.close()
+        have = ns_addresses(netns)
+        assert not have & {"10.96.0.10", "10.96.0.30"}
+        assert {"10.244.0.1", *EP_IPS} <= have  # the test's own addresses stay
+        with pytest.raises(OSError):
+            await ask(None, "127.0.0.1", "127.0.0.1", np.node_port, timeout=0.5)
+    with_dataplane(netns, body)
+
+
+def test_full_sync_restores_a_deleted_address(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        s = state((info(spn()), eps(EP_IPS[0])))
+        await synced(dp, s)
+        subprocess.run(["ip", "-n", netns, "address", "del", "10.96.0.10/32", "dev", "lo"],
+                       check=True)
+        with pytest.raises(OSError):
+            await ask(netns, CLIENT, "10.96.0.10", 80, timeout=0.5)
+        await dp.sync(s, set(), True)
+        assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{EP_IPS[0]}:8080"
+    with_dataplane(netns, body)
+
+
+def test_failed_listener_fails_only_its_service_port(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        node_port = busy.getsockname()[1]
+        try:
+            np = info(spn("np", ""), "10.96.0.30", type="NodePort", node_port=node_port)
+            s = state((info(spn()), eps(EP_IPS[0])), (np, eps(EP_IPS[0])))
+            with pytest.raises(RuntimeError, match="default/np"):
+                await synced(dp, s)
+            st = dp.status()["service_ports"]
+            assert st["default/np"]["frontends"] == []  # nothing half-opened
+            assert "error" in st["default/np"]
+            assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{EP_IPS[0]}:8080"
+        finally:
+            busy.close()
+        await dp.sync(s, set(), True)  # the retry succeeds
+        assert await ask(netns, CLIENT, "10.96.0.30", 80) == f"{EP_IPS[0]}:8080"
+    with_dataplane(netns, body)
+
+
+def test_metrics_text_has_the_counters(netns: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        await reader.readline()
+        writer.write(b"abc\n")
+        await reader.readline()
+        text = dp.render_metrics()
+        labels = 'service_port="default/web:http",endpoint="10.244.0.2:8080"'
+        assert f"svcnet_proxy_backend_connections_total{{{labels}}} 1" in text
+        assert f"svcnet_proxy_backend_active_connections{{{labels}}} 1" in text
+        assert f'svcnet_proxy_backend_bytes_total{{{labels},direction="in"}} 4' in text
+        assert f'svcnet_proxy_backend_bytes_total{{{labels},direction="out"}} 20' in text
+        assert "# TYPE svcnet_proxy_backend_connections_total counter" in text
+        writer.close()
+    with_dataplane(netns, body)
+
+
+def test_process_mode_serves_loopback_only() -> None:
+    port, be_port = free_port(), free_port()
+    vip = f"127.96.{secrets.randbelow(200) + 1}.{secrets.randbelow(200) + 1}"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ident = f"127.0.0.1:{be_port}"
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(ident.encode() + b"\n")
+            await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", be_port)
+        dp = UserspaceDataplane(netns=None)
+        try:
+            i = ServicePortInfo(spn(), "ClusterIP", (vip,), port)
+            other = ServicePortInfo(spn("other"), "ClusterIP", ("10.96.0.77",), 80)
+            s = ProxyState(node_name=NODE, node_ips=("127.0.0.1",),
+                           services={i.name: i, other.name: other},
+                           endpoints={i.name: (EndpointInfo("127.0.0.1", be_port),
+                                               EndpointInfo("10.244.0.5", 8080)),
+                                      other.name: (EndpointInfo("127.0.0.1", be_port),)})
+            await dp.sync(s, set(s.services), True)
+            assert await ask(None, "127.0.0.1", vip, port) == ident
+            assert await ask(None, "127.0.0.1", vip, port) == ident  # 10.244.0.5 skipped
+            st = dp.status()["service_ports"]
+            assert "endpoint 10.244.0.5:8080" in st[str(spn())]["skipped"]
+            assert st["default/other:http"]["frontends"] == []
+            assert "tcp 10.96.0.77:80 host" in st["default/other:http"]["skipped"]
+            assert loop.is_running()
+        finally:
+            await dp.close()
+            server.close()
+    run(main())
+
