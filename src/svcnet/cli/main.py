@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="host loopback port of the cluster DNS (default: %(default)s)")
     up.add_argument("--runtime", choices=("netns", "process"), default=None,
                     help="pod runtime (default: netns as root on Linux, else process)")
-    up.add_argument("--proxy-mode", default="userspace",
-                    choices=("userspace", "iptables", "nftables", "ipvs"))
+    up.add_argument("--proxy-mode", default="userspace", choices=("userspace",),
+                    help="service proxy dataplane (default: %(default)s)")
+    up.add_argument("--ipvs-scheduler", default="rr",
+                    help="the proxy's default scheduler (default: %(default)s)")
+    up.add_argument("--proxy-port", type=int, default=10249,
+                    help="127.0.0.1 port of the proxy's /metrics and /status")
     up.add_argument("--service-cidr", default="10.96.0.0/12")
     up.add_argument("--lb-pool", default="127.240.0.0/24",
                     help="addresses given to LoadBalancer services; loopback by default so "
@@ -100,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--cluster-ip", default=None,
                     help="with --cluster-netns, also listen on this service VIP directly "
                          "(for a cluster without a service proxy)")
+    px = sub.add_parser("proxy", help="run the node's service proxy alone; "
+                                      "`svcnet proxy status` shows what it serves")
+    _add_common(px)
+    px.add_argument("action", nargs="?", choices=("run", "status"), default="run")
+    px.add_argument("--kubeconfig", type=Path, default=None,
+                    help="default: <data-dir>/kubeconfig")
+    px.add_argument("--node-name", default=None, help="default: the host name")
+    px.add_argument("--runtime", choices=("netns", "process"), default=None,
+                    help="the node's pod runtime (default: netns as root on Linux, else "
+                         "process); with netns the proxy works in the node's namespace")
+    px.add_argument("--proxy-mode", default="userspace", help="dataplane (userspace, fake)")
+    px.add_argument("--ipvs-scheduler", default="rr",
+                    help="default scheduler (rr wrr lc wlc sed nq sh dh mh); a service "
+                         "picks its own with the svcnet.io/ipvs-scheduler annotation")
+    px.add_argument("--udp-timeout", type=float, default=0.25,
+                    help="idle seconds before a UDP flow is forgotten (default %(default)s)")
+    px.add_argument("--min-sync-period", type=float, default=1.0)
+    px.add_argument("--sync-period", type=float, default=30.0)
+    px.add_argument("--port", type=int, default=10249,
+                    help="127.0.0.1 port for /healthz, /metrics and /status")
     return parser
 
 
@@ -165,6 +189,30 @@ def run_dns(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_proxy(args: argparse.Namespace) -> int:
+    from svcnet.proxy import main as proxy_main
+    if args.action == "status":
+        try:
+            print(proxy_main.format_status(proxy_main.fetch_status(args.port)))
+        except OSError as e:
+            print(f"no proxy answering on 127.0.0.1:{args.port}: {e}", file=sys.stderr)
+            return 1
+        return 0
+    from svcnet.agent.main import default_node_name, default_runtime
+    from svcnet.agent.runtime.netns import node_netns_name
+    _install_loop()
+    node = args.node_name or default_node_name()
+    runtime = args.runtime or default_runtime()
+    cfg = proxy_main.ProxyConfig(
+        kubeconfig=args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
+        node_name=node, mode=args.proxy_mode,
+        netns=node_netns_name("svcnet", node) if runtime == "netns" else None,
+        scheduler=args.ipvs_scheduler, udp_timeout=args.udp_timeout,
+        min_sync_period=args.min_sync_period, sync_period=args.sync_period, port=args.port)
+    asyncio.run(proxy_main.run(cfg))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -176,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_dns(args)
     if args.command == "controller-manager":
         return run_controller_manager(args)
+    if args.command == "proxy":
+        return run_proxy(args)
     if args.command == "up":
         return supervisor.up(args)
     if args.command == "down":

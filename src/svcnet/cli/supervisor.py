@@ -112,6 +112,14 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
                             *(["--node-name", args.node_name] if args.node_name else []),
                             *verbose],
                   log_path=data_dir / "logs" / "agent.log"),
+        Component("proxy", [*py, "proxy", "--data-dir", str(data_dir),
+                            "--port", str(args.proxy_port),
+                            "--proxy-mode", args.proxy_mode,
+                            "--ipvs-scheduler", args.ipvs_scheduler,
+                            *(["--runtime", args.runtime] if args.runtime else []),
+                            *(["--node-name", args.node_name] if args.node_name else []),
+                            *verbose],
+                  log_path=data_dir / "logs" / "proxy.log"),
         Component("dns", [*py, "dns", "--data-dir", str(data_dir),
                           "--port", str(args.dns_port), "--metrics-port", "0",
                           *_dns_cluster_args(args), *verbose],
@@ -120,13 +128,14 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
 
 
 def _dns_cluster_args(args: argparse.Namespace) -> list[str]:
-    """With the netns runtime, DNS also answers pods on 10.96.0.10 in the node namespace."""
+    """With the netns runtime, DNS also answers pods on the node's address in the node
+    namespace (the kube-dns endpoints, reached through the proxy at 10.96.0.10)."""
     from svcnet.agent.main import default_node_name, default_runtime
     from svcnet.agent.runtime.netns import node_netns_name
     if (args.runtime or default_runtime()) != "netns":
         return []
     node = args.node_name or default_node_name()
-    return ["--cluster-netns", node_netns_name("svcnet", node), "--cluster-ip", "10.96.0.10"]
+    return ["--cluster-netns", node_netns_name("svcnet", node)]
 
 
 def _usage(data_dir: Path, port: int, dns_port: int) -> str:

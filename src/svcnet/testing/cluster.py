@@ -43,6 +43,10 @@ class APIServerProcess:
     extra_args: list[str] = field(default_factory=list)
     controllers: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
+    # Other components by subcommand name (proxy, dns): see start_component.
+    components: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    proxy_port: int = 0
+    dns_port: int = 0
 
     @property
     def kubeconfig(self) -> Path:
@@ -84,6 +88,8 @@ class APIServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Stop the server (and the controller-manager, if started) by PID: SIGTERM,
         SIGKILL after ``timeout``."""
+        for name in list(self.components):
+            self.stop_component(name)
         self.stop_agent()
         self.stop_controllers()
         p, self.proc = self.proc, None
@@ -163,6 +169,50 @@ class APIServerProcess:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+    def start_component(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``svcnet <name> --kubeconfig ... <args>`` logging to ``<name>.log``
+        (stopped by :meth:`stop_component` or :meth:`stop`, before the agent)."""
+        self.stop_component(name)
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.components[name] = subprocess.Popen(
+            [sys.executable, "-m", "svcnet.cli.main", name, "--data-dir", str(self.data_dir),
+             "--kubeconfig", str(self.kubeconfig), "-v", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self.components[name]
+
+    def start_proxy(self, runtime: str, node_name: str = "node-1", *args: str
+                    ) -> subprocess.Popen[bytes]:
+        """``svcnet proxy`` for ``node_name``; its status port is :attr:`proxy_port`."""
+        self.proxy_port = free_port()
+        return self.start_component("proxy", "--runtime", runtime, "--node-name", node_name,
+                                    "--port", str(self.proxy_port), *args)
+
+    def start_dns(self, *args: str) -> subprocess.Popen[bytes]:
+        """``svcnet dns`` on a free loopback port (:attr:`dns_port`)."""
+        self.dns_port = free_port()
+        return self.start_component("dns", "--port", str(self.dns_port), "--metrics-port",
+                                    "0", *args)
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM,
+                       timeout: float = 20.0) -> None:
+        p = self.components.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def component_log(self, name: str, n: int = 60) -> str:
+        try:
+            text = (self.data_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-n:])
 
     def agent_log(self, n: int = 60) -> str:
         try:
