@@ -32,8 +32,10 @@ unit: $(VENV)/.installed-test
 # Tools the pod runtimes and the tests use from the host; installed when missing and root
 # (CI), otherwise the tests that need them skip with a reason.
 SYSTEM_TOOLS := ip:iproute2 curl:curl sysctl:procps unshare:util-linux dig:dnsutils
+# The benchmarks' anchors and load generators.
+BENCH_TOOLS := dnsperf:dnsperf dnsmasq:dnsmasq-base nginx:nginx-light haproxy:haproxy wrk:wrk
 system-deps:
-	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	@missing=""; for pair in $(SYSTEM_TOOLS) $(EXTRA_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing:$$missing"; apt-get update -qq && \
@@ -42,10 +44,12 @@ system-deps:
 test: system-deps lint unit
 
 bench: $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory system-deps EXTRA_TOOLS="$(BENCH_TOOLS)"
 	$(PY) bench/api/run.py
 	$(PY) bench/endpoints/run.py
 	$(PY) bench/agent/run.py
 	$(PY) bench/dns/run.py
+	$(PY) bench/proxy/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

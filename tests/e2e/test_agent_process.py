@@ -19,10 +19,15 @@ pytestmark = pytest.mark.usefixtures("kubectl_available")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(tmp_path_factory.mktemp("proc"))
+    # The process runtime's service range is loopback (as `svcnet up --runtime process`
+    # sets it): the proxy serves cluster IPs on the host.
+    srv = APIServerProcess(tmp_path_factory.mktemp("proc"),
+                           extra_args=["--service-cidr", "127.96.0.0/12"])
     srv.start()
     srv.start_controllers()
-    srv.start_agent("process", node_name=f"p{uuid.uuid4().hex[:6]}")
+    node = f"p{uuid.uuid4().hex[:6]}"
+    srv.start_agent("process", node_name=node)
+    srv.start_proxy("process", node, "--min-sync-period", "0.2")
     try:
         yield srv
     finally:
@@ -66,3 +71,28 @@ def test_pods_run_on_loopback_addresses(cluster: APIServerProcess) -> None:
     assert out.stdout.strip() == "got hello", out.stderr
     logs = cluster.kubectl("logs", name)
     assert "GET /hostname" in logs.stdout
+
+
+def test_cluster_ips_are_loopback_vips_the_proxy_serves(cluster: APIServerProcess) -> None:
+    from tests.e2e.helpers import get_json, ok, running_pods, wait_for
+    ok(cluster, "create", "deployment", "vip", "--image=gcr.io/kuar-demo/kuard-amd64:blue",
+       "--replicas=2", "--port=8080")
+    names = {p["metadata"]["name"] for p in running_pods(cluster, "app=vip", 2)}
+    ok(cluster, "expose", "deployment", "vip", "--type=NodePort")
+    svc = get_json(cluster, "svc", "vip")["spec"]
+    import ipaddress
+    assert ipaddress.ip_address(svc["clusterIP"]) in ipaddress.ip_network("127.96.0.0/12")
+    assert get_json(cluster, "svc", "kubernetes")["spec"]["clusterIP"] == "127.96.0.1"
+
+    def spread(url: str) -> set[str] | None:
+        seen: set[str] = set()
+        for _ in range(10):
+            try:
+                with urllib.request.urlopen(url, timeout=3) as r:
+                    seen.add(r.read().decode().strip())
+            except OSError:
+                return None
+        return seen if seen == names else None
+    wait_for("ClusterIP spreads", lambda: spread(f"http://{svc['clusterIP']}:8080/hostname"))
+    wait_for("NodePort spreads",
+             lambda: spread(f"http://127.0.0.1:{svc['ports'][0]['nodePort']}/hostname"))

@@ -139,6 +139,6 @@ def test_up_with_dns_port_serves_cluster_names(tmp_path: Path) -> None:
                 answer = [rd.address for rrset in r.answer for rd in rrset]
             except Exception:  # noqa: BLE001 - the server is still starting
                 time.sleep(0.2)
-        assert answer == ["10.96.0.10"]
+        assert answer == ["127.96.0.10"]  # the process runtime's loopback service range
     finally:
         svcnet("down", "--data-dir", str(data))

@@ -267,3 +267,13 @@ def test_proxy_metrics_count_backend_connections(cluster: APIServerProcess,
     assert lines and sum(float(x.split()[-1]) for x in lines) >= 3
     st = json.loads(host_get(f"http://127.0.0.1:{cluster.proxy_port}/status"))
     assert st["mode"] == "userspace" and st["syncs"] >= 1
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+        cluster: APIServerProcess) -> None:
+    version = json.loads(ok(cluster, "exec", "tools", "--", "curl", "-sk", "-m", "5",
+                            "https://kubernetes.default.svc/version"))
+    assert version["gitVersion"].startswith("v1.")
+    status = json.loads(ok(cluster, "exec", "tools", "--", "curl", "-sk", "-m", "5",
+                           "https://kubernetes/api/v1/namespaces"))
+    assert status["kind"] == "Status" and status["code"] == 401  # no token

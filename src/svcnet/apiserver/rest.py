@@ -650,15 +650,23 @@ class Registry:
 
     # --- bootstrap ---------------------------------------------------------------------
 
-    async def ensure(self, r: ResourceInfo, obj: Obj) -> None:
-        """Create ``obj`` unless an object of that name exists (built-in objects)."""
+    async def ensure(self, r: ResourceInfo, obj: Obj, reconcile: tuple[str, ...] = ()
+                     ) -> None:
+        """Create ``obj`` unless an object of that name exists (built-in objects); for an
+        existing one, set the top-level fields named in ``reconcile`` to ``obj``'s (the
+        ``kubernetes`` endpoints follow the API server's address across restarts)."""
         m = meta(obj)
+        key = store_key(r, m.get("namespace"), m["name"])
         try:
-            await self.store.get(store_key(r, m.get("namespace"), m["name"]))
-            return
+            cur = await self.store.get(key)
         except store_base.KeyNotFound:
-            pass
-        await self.create(r, m.get("namespace"), obj, WriteOptions(field_manager="svcnet"))
+            await self.create(r, m.get("namespace"), obj,
+                              WriteOptions(field_manager="svcnet"))
+            return
+        if any(cur.get(f) != obj.get(f) for f in reconcile):
+            def update(c: Obj) -> Obj:
+                return {**c, **{f: obj[f] for f in reconcile if f in obj}}
+            await self.store.guaranteed_update(key, update)
 
 
 class _DryRunDone(Exception):  # noqa: N818 - control flow out of guaranteed_update

@@ -36,11 +36,23 @@ class APIServerConfig:
     port: int = 6443
     service_cidr: str = "10.96.0.0/12"
     node_port_range: tuple[int, int] = (30000, 32767)
-    kubernetes_service_ip: str = "10.96.0.1"
-    dns_service_ip: str = "10.96.0.10"
+    # Default: the service CIDR's first and tenth addresses (kubeadm's choice).
+    kubernetes_service_ip: str = ""
+    dns_service_ip: str = ""
     # History kept for watches resuming from an older resourceVersion.
     compaction_interval: float = 300.0
     bookmark_interval: float = 60.0
+
+
+# Built-in objects whose content follows the configuration on every start.
+RECONCILED = {("endpoints", "kubernetes"): ("subsets",),
+              ("endpointslices", "kubernetes"): ("endpoints", "ports")}
+
+
+def service_cidr_address(cidr: str, n: int) -> str:
+    """The ``n``-th address of the service CIDR (1: ``kubernetes``, 10: ``kube-dns``)."""
+    import ipaddress
+    return str(ipaddress.ip_network(cidr, strict=False)[n])
 
 
 def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict[str, Any]]]:
@@ -56,7 +68,8 @@ def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict
     out.append((SERVICES, {
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"clusterIP": cfg.kubernetes_service_ip, "type": "ClusterIP",
+        "spec": {"clusterIP": cfg.kubernetes_service_ip
+                 or service_cidr_address(cfg.service_cidr, 1), "type": "ClusterIP",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                             "targetPort": cfg.port}]},
     }))
@@ -66,13 +79,22 @@ def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict
         "subsets": [{"addresses": [{"ip": cfg.host}],
                      "ports": [{"name": "https", "port": cfg.port, "protocol": "TCP"}]}],
     }))
+    slices = kinds.lookup("discovery.k8s.io", "endpointslices")
+    assert slices is not None
+    out.append((slices, {
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [cfg.host], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": cfg.port, "protocol": "TCP"}],
+    }))
     out.append((SERVICES, {
         "metadata": {"name": "kube-dns", "namespace": "kube-system",
                      "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
                                 "kubernetes.io/name": "CoreDNS"},
                      "annotations": {"prometheus.io/port": "9153",
                                      "prometheus.io/scrape": "true"}},
-        "spec": {"clusterIP": cfg.dns_service_ip,
+        "spec": {"clusterIP": cfg.dns_service_ip or service_cidr_address(cfg.service_cidr, 10),
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                            {"name": "metrics", "port": 9153, "protocol": "TCP",
@@ -176,7 +198,8 @@ async def serve(cfg: APIServerConfig, ready: Callable[[], Awaitable[None]] | Non
             loop.add_signal_handler(sig, stop.set)
     t0 = time.monotonic()
     for r, obj in builtin_objects(cfg):
-        await registry.ensure(r, obj)
+        await registry.ensure(r, obj, RECONCILED.get((r.resource, obj["metadata"]["name"]),
+                                                     ()))
     await finalizer.resume()
     api.ready = True
     log.info("ready after %.3fs", time.monotonic() - t0)

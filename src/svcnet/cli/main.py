@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the proxy's default scheduler (default: %(default)s)")
     up.add_argument("--proxy-port", type=int, default=10249,
                     help="127.0.0.1 port of the proxy's /metrics and /status")
-    up.add_argument("--service-cidr", default="10.96.0.0/12")
+    up.add_argument("--service-cidr", default=None,
+                    help="ClusterIP range (default: 10.96.0.0/12 with the netns runtime; "
+                         "127.96.0.0/12 with the process runtime, whose pods are host "
+                         "processes: cluster IPs are then loopback addresses the proxy "
+                         "serves on the host)")
     up.add_argument("--lb-pool", default="127.240.0.0/24",
                     help="addresses given to LoadBalancer services; loopback by default so "
                          "the host reaches them (default: %(default)s)")

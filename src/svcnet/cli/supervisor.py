@@ -95,19 +95,34 @@ def wait_ready(url: str, ca_file: Path, timeout: float = 30.0,
     return False
 
 
+NETNS_SERVICE_CIDR = "10.96.0.0/12"
+PROCESS_SERVICE_CIDR = "127.96.0.0/12"
+
+
+def _service_cidr(args: argparse.Namespace) -> str:
+    from svcnet.agent.main import default_runtime
+    if args.service_cidr:
+        return str(args.service_cidr)
+    runtime = args.runtime or default_runtime()
+    return NETNS_SERVICE_CIDR if runtime == "netns" else PROCESS_SERVICE_CIDR
+
+
 def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]:
+    from svcnet.apiserver.server import service_cidr_address
     py = [sys.executable, "-m", "svcnet.cli.main"]
+    cidr = _service_cidr(args)
     verbose = ["-v"] if args.verbose else []
     return [
         Component("apiserver", [*py, "apiserver", "--data-dir", str(data_dir),
                                 "--port", str(args.api_port),
-                                "--service-cidr", args.service_cidr, *verbose],
+                                "--service-cidr", cidr, *verbose],
                   log_path=data_dir / "logs" / "apiserver.log"),
         Component("controller-manager", [*py, "controller-manager", "--data-dir",
                                          str(data_dir), "--lb-pool", args.lb_pool, *verbose],
                   log_path=data_dir / "logs" / "controller-manager.log"),
         Component("agent", [*py, "agent", "--data-dir", str(data_dir),
                             "--port", str(args.agent_port),
+                            "--cluster-dns", service_cidr_address(cidr, 10),
                             *(["--runtime", args.runtime] if args.runtime else []),
                             *(["--node-name", args.node_name] if args.node_name else []),
                             *verbose],

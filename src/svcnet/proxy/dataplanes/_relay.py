@@ -353,7 +353,9 @@ class TcpFrontend:
         loop = self.loop
         b.dest.inactive += 1
         factory = partial(_BackendSide, client, b)
-        if self.new_socket is None:
+        if self.new_socket is None or b.ip.startswith("127.") or b.ip == "::1":
+            # Loopback endpoints (the API server behind ``kubernetes``) live in the
+            # host's namespace, where this process is.
             task = loop.create_task(loop.create_connection(factory, b.ip, b.port,
                                                            family=b.family))
         else:
