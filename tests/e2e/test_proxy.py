@@ -228,6 +228,12 @@ def test_udp_dns_through_the_kube_dns_clusterip(cluster: APIServerProcess,
         r.stdout if (r := cluster.kubectl("exec", "tools", "--", "nslookup", "alpaca-prod"))
         .returncode == 0 and ip in r.stdout else None))
     assert "Server:\t\t10.96.0.10" in out
+    out = ok(cluster, "exec", "tools", "--", "nslookup", "alpaca-prod.default")
+    assert ip in out and "Name:\talpaca-prod.default.svc.cluster.local" in out
+    # TCP through the same ClusterIP (dns-tcp port).
+    tcp = ok(cluster, "exec", "tools", "--", "dig", "+tcp", "+short",
+             "alpaca-prod.default.svc.cluster.local")
+    assert tcp.split() == [ip]
     status = subprocess.run(
         [sys.executable, "-m", "svcnet.cli.main", "proxy", "status", "--port",
          str(cluster.proxy_port)], capture_output=True, text=True, timeout=10)
