@@ -59,3 +59,30 @@ def test_deleted_service_releases_its_node_port(tmp_path: Path) -> None:
     finally:
         srv.stop()
         shutil.rmtree(srv.home, ignore_errors=True)
+
+
+def test_builtin_endpoints_follow_the_api_server_across_restarts(tmp_path: Path) -> None:
+    from svcnet.testing.cluster import free_port
+    srv = APIServerProcess(tmp_path / "data")
+    srv.start()
+    try:
+        # As an older svcnet left it: kube-dns with a selector.
+        assert srv.kubectl("patch", "svc", "kube-dns", "-n", "kube-system", "-p",
+                           '{"spec":{"selector":{"k8s-app":"kube-dns"}}}').returncode == 0
+        srv.stop()
+        srv.port = free_port()  # the API server comes back on another port
+        srv.start()
+
+        def get(*args: str) -> dict[str, object]:
+            res = srv.kubectl("get", *args, "-o", "json")
+            assert res.returncode == 0, res.stderr
+            return dict(json.loads(res.stdout))
+        ep = get("endpoints", "kubernetes")
+        assert ep["subsets"][0]["ports"][0]["port"] == srv.port  # type: ignore[index]
+        sl = get("endpointslice", "kubernetes")
+        assert sl["ports"][0]["port"] == srv.port  # type: ignore[index]
+        spec = get("svc", "kube-dns", "-n", "kube-system")["spec"]
+        assert "selector" not in spec  # type: ignore[operator]
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.home, ignore_errors=True)

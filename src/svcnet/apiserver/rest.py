@@ -653,8 +653,9 @@ class Registry:
     async def ensure(self, r: ResourceInfo, obj: Obj, reconcile: tuple[str, ...] = ()
                      ) -> None:
         """Create ``obj`` unless an object of that name exists (built-in objects); for an
-        existing one, set the top-level fields named in ``reconcile`` to ``obj``'s (the
-        ``kubernetes`` endpoints follow the API server's address across restarts)."""
+        existing one, make the fields at the dotted paths in ``reconcile`` equal ``obj``'s
+        (absent in ``obj``: removed). The ``kubernetes`` endpoints follow the API server's
+        address across restarts; ``kube-dns`` loses the selector older versions gave it."""
         m = meta(obj)
         key = store_key(r, m.get("namespace"), m["name"])
         try:
@@ -663,9 +664,12 @@ class Registry:
             await self.create(r, m.get("namespace"), obj,
                               WriteOptions(field_manager="svcnet"))
             return
-        if any(cur.get(f) != obj.get(f) for f in reconcile):
+        if any(_at(cur, f) != _at(obj, f) for f in reconcile):
             def update(c: Obj) -> Obj:
-                return {**c, **{f: obj[f] for f in reconcile if f in obj}}
+                new = copy.deepcopy(c)
+                for f in reconcile:
+                    _set_at(new, f, _at(obj, f))
+                return new
             await self.store.guaranteed_update(key, update)
 
 
@@ -698,6 +702,26 @@ def _match_url_name(obj: Obj, name: str) -> None:
             f"the name of the object ({m['name']}) does not match the name on the URL "
             f"({name})")
     m["name"] = name
+
+
+def _at(obj: Obj, path: str) -> Any:
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _set_at(obj: Obj, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    cur = obj
+    for part in parents:
+        cur = cur.setdefault(part, {})
+    if value is None:
+        cur.pop(last, None)
+    else:
+        cur[last] = value
 
 
 def _key_of(r: ResourceInfo, obj: Obj) -> str:

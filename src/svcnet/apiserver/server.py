@@ -46,7 +46,8 @@ class APIServerConfig:
 
 # Built-in objects whose content follows the configuration on every start.
 RECONCILED = {("endpoints", "kubernetes"): ("subsets",),
-              ("endpointslices", "kubernetes"): ("endpoints", "ports")}
+              ("endpointslices", "kubernetes"): ("endpoints", "ports"),
+              ("services", "kube-dns"): ("spec.selector",)}
 
 
 def service_cidr_address(cidr: str, n: int) -> str:

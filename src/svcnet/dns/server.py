@@ -758,9 +758,13 @@ def _settle_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+ENDPOINTS_CHECK_INTERVAL = 30.0
+
+
 async def _serve_cluster(cluster: ClusterListener, client: Any) -> None:
-    """Listen inside the node namespace, then keep the kube-dns endpoints pointing there
-    (retried with back-off until the API takes them)."""
+    """Listen inside the node namespace, then keep the kube-dns endpoints pointing there:
+    written at once (retried with back-off until the API takes them) and checked again
+    every ``ENDPOINTS_CHECK_INTERVAL`` seconds, so a change by anyone else is undone."""
     from svcnet._util.backoff import Backoff
     await cluster.start()
     if cluster.node_ip is None:
@@ -769,7 +773,10 @@ async def _serve_cluster(cluster: ClusterListener, client: Any) -> None:
     while True:
         try:
             await publish_endpoints(client, cluster.node_ip)
-            return
+            backoff.reset()
+            await asyncio.sleep(ENDPOINTS_CHECK_INTERVAL)
+        except asyncio.CancelledError:
+            raise
         except Exception as e:
             log.warning("publishing the kube-dns endpoints: %s", e)
             await asyncio.sleep(backoff.next())
