@@ -141,16 +141,18 @@ class Metrics:
 class CacheEntry:
     """A cached response body (without the message ID) and what it depends on.
 
-    ``bodies`` holds one body, or one per rotation of the answer's address records (the
-    round-robin order CoreDNS's ``loadbalance`` gives); ``cell``/``gen`` are the zone's
-    generation cell and its value when the answer was built (valid while equal).
+    ``bodies`` holds one body, or one slot per rotation of the answer's address records
+    (the round-robin order CoreDNS's ``loadbalance`` gives), built on first use by
+    ``rotate(k)``; ``cell``/``gen`` are the zone's generation cell and its value when the
+    answer was built (valid while equal).
     """
 
     cell: list[int]
     gen: int
-    bodies: tuple[bytes, ...]
+    bodies: list[bytes | None]
     qtype: int
     rcode: int
+    rotate: Callable[[int], bytes] | None = None
 
 
 class DNSHandler:
@@ -177,7 +179,12 @@ class DNSHandler:
         if len(bodies) == 1:
             return bodies[0]
         self._turn += 1
-        return bodies[self._turn % len(bodies)]
+        k = self._turn % len(bodies)
+        body = bodies[k]
+        if body is None:
+            assert entry.rotate is not None
+            body = bodies[k] = entry.rotate(k)
+        return body
 
     # The fast, synchronous part: everything but forwarding.
     def answer_local(self, data: bytes, udp: bool) -> bytes | Query | None:
@@ -225,8 +232,8 @@ class DNSHandler:
         out = wire.build_response(q, ans.rcode, ans.answer, ans.authority, ans.additional,
                                   max_size=max_size)
         if ans.dep is not None and ans.cacheable:
-            entry = CacheEntry(ans.dep, ans.dep[0],
-                               _rotations(q, ans, out, max_size), q.qtype, ans.rcode)
+            bodies, rotate = _rotations(q, ans, out, max_size)
+            entry = CacheEntry(ans.dep, ans.dep[0], bodies, q.qtype, ans.rcode, rotate)
             if udp and not q.cookie:  # the raw cache serves these; one copy is enough
                 _put(self.raw_cache, data[2:], entry)
             else:
@@ -538,23 +545,26 @@ class TCPProtocol(asyncio.Protocol):
 ROTATIONS_MAX = 8
 
 
-def _rotations(q: Query, ans: Answer, first: bytes, max_size: int) -> tuple[bytes, ...]:
-    """The cached bodies of a response: one per rotation of its A/AAAA records (at most
-    ``ROTATIONS_MAX``) when it has several, so repeated queries spread clients like
-    CoreDNS's ``loadbalance``; other records keep their place."""
+def _rotations(q: Query, ans: Answer, first: bytes, max_size: int
+               ) -> tuple[list[bytes | None], Callable[[int], bytes] | None]:
+    """The cache slots of a response and how to fill them: one per rotation of its A/AAAA
+    records (at most ``ROTATIONS_MAX``) when it has several, so repeated queries spread
+    clients like CoreDNS's ``loadbalance``; other records keep their place. Only the
+    unrotated body is built now."""
     addr_at = [i for i, rr in enumerate(ans.answer) if rr.rtype in (wire.A, wire.AAAA)]
-    bodies = [first[2:]]
     if len(addr_at) < 2 or first[2] & 0x02:  # one address, or truncated
-        return tuple(bodies)
+        return [first[2:]], None
     addrs = [ans.answer[i] for i in addr_at]
-    for k in range(1, min(len(addrs), ROTATIONS_MAX)):
-        turned = addrs[k:] + addrs[:k]
+
+    def rotate(k: int) -> bytes:
         records = list(ans.answer)
-        for i, rr in zip(addr_at, turned, strict=True):
+        for i, rr in zip(addr_at, addrs[k:] + addrs[:k], strict=True):
             records[i] = rr
-        bodies.append(wire.build_response(q, ans.rcode, records, ans.authority,
-                                          ans.additional, max_size=max_size)[2:])
-    return tuple(bodies)
+        return wire.build_response(q, ans.rcode, records, ans.authority, ans.additional,
+                                   max_size=max_size)[2:]
+    slots: list[bytes | None] = [None] * min(len(addrs), ROTATIONS_MAX)
+    slots[0] = first[2:]
+    return slots, rotate
 
 
 def _put(cache: dict[bytes, CacheEntry], key: bytes, entry: CacheEntry) -> None:

@@ -17,7 +17,7 @@ survives a round trip.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -265,9 +265,9 @@ class _Writer:
         self.buf += b"\0\0"
         t, d = rr.rtype, rr.rdata
         if t == A:
-            self.buf += ipaddress.IPv4Address(str(d)).packed
+            self.buf += socket.inet_pton(socket.AF_INET, str(d))
         elif t == AAAA:
-            self.buf += ipaddress.IPv6Address(str(d)).packed
+            self.buf += socket.inet_pton(socket.AF_INET6, str(d))
         elif t in (CNAME, PTR, NS):
             self.name(str(d))
         elif t == SRV:
