@@ -358,6 +358,9 @@ class UDPProtocol(asyncio.DatagramProtocol):
             _observe(self.handler, "udp", data, res, start)
 
 
+BATCHES_PER_WAKEUP = 4
+
+
 class BatchedUDPServer:
     """The UDP side on Linux: datagrams read and answered in batches with
     ``recvmmsg``/``sendmmsg`` (:mod:`svcnet._util.mmsg`) from an event-loop reader
@@ -398,7 +401,9 @@ class BatchedUDPServer:
         batch, h = self.batch, self.handler
         raw_cache, cached, observe = h.raw_cache, h.cached, h.metrics.observe
         bufsize = batch.bufsize
-        while True:
+        # At most BATCHES_PER_WAKEUP batches, then back to the event loop (the reader is
+        # level-triggered and fires again): a flood must not starve the informers.
+        for _ in range(BATCHES_PER_WAKEUP):
             n = batch.recv(fd)
             if n == 0:
                 return
