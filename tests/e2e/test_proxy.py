@@ -283,3 +283,20 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
     status = json.loads(ok(cluster, "exec", "tools", "--", "curl", "-sk", "-m", "5",
                            "https://kubernetes/api/v1/namespaces"))
     assert status["kind"] == "Status" and status["code"] == 401  # no token
+
+
+def test_a_service_chooses_its_ipvs_scheduler(cluster: APIServerProcess,
+                                              alpaca: list[str]) -> None:
+    ok(cluster, "annotate", "svc", "alpaca-prod", "svcnet.io/ipvs-scheduler=sh")
+    try:
+        def hashed() -> Counter[str] | None:
+            # Source hashing: every connection from the tools pod lands on one pod.
+            got = curl_many(cluster, "tools", "http://alpaca-prod:8080/hostname", 12)
+            return got if len(got) == 1 else None
+        assert next(iter(wait_for("sh in effect", hashed))) in alpaca
+        status = subprocess.run(
+            [sys.executable, "-m", "svcnet.cli.main", "proxy", "status", "--port",
+             str(cluster.proxy_port)], capture_output=True, text=True, timeout=10).stdout
+        assert "default/alpaca-prod/tcp  scheduler sh" in status
+    finally:
+        ok(cluster, "annotate", "svc", "alpaca-prod", "svcnet.io/ipvs-scheduler-")
