@@ -660,6 +660,24 @@ def test_close_removes_only_added_addresses(netns: str) -> None:
     with_dataplane(netns, body)
 
 
+def test_addresses_left_by_a_killed_proxy_are_adopted(netns: str) -> None:
+    """A proxy killed before close() leaves labelled addresses; the next one keeps those
+    still wanted and removes the rest, never the namespace's own addresses."""
+    ip_batch(netns, ["address add 10.96.0.77/32 dev lo label lo:svcproxy",
+                     "address add 10.96.0.10/32 dev lo label lo:svcproxy"])
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await bk.start(EP_IPS[0], 8080)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        have = ns_addresses(netns)
+        assert "10.96.0.77" not in have and "10.96.0.10" in have
+        assert {"10.244.0.1", *EP_IPS} <= have
+        assert await ask(netns, CLIENT, "10.96.0.10", 80) == f"{EP_IPS[0]}:8080"
+        await dp.close()
+        assert "10.96.0.10" not in ns_addresses(netns)
+    with_dataplane(netns, body)
+
+
 def test_full_sync_restores_a_deleted_address(netns: str) -> None:
     async def body(dp: UserspaceDataplane, bk: Backends) -> None:
         await bk.start(EP_IPS[0], 8080)

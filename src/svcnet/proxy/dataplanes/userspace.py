@@ -98,6 +98,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Key = tuple[str, str, int, str]
 
 
+# The label of the IPv4 addresses the dataplane puts on the node namespace's ``lo``.
+ADDRESS_LABEL = "lo:svcproxy"
+
+
 class UserspaceSyncError(RuntimeError):
     """Some frontends could not be opened; the rest of the sync was applied."""
 
@@ -235,6 +239,9 @@ class UserspaceDataplane:
         if self.netns is not None and self._ns is None:
             await self._ip("link", "set", "lo", "up")
             self._ns = NetnsSockets(self.netns)
+            # Addresses an earlier proxy left behind (killed before its close()) are ours:
+            # this sync keeps the ones still wanted and removes the rest.
+            self._added |= await self._labelled()
         node = (state.node_name, tuple(state.node_ips))
         node_changed = node != self._node
         if node_changed:
@@ -544,6 +551,14 @@ class UserspaceDataplane:
                     present.add(str(ipaddress.ip_address(a["local"])))
         return present
 
+    async def _labelled(self) -> set[str]:
+        """IPv4 addresses on ``lo`` carrying :data:`ADDRESS_LABEL` (IPv6 has no labels)."""
+        rc, out, _ = await self._ip("-j", "-4", "addr", "show", "dev", "lo")
+        if rc != 0:
+            return set()
+        return {str(a["local"]) for link in json.loads(out or "[]")
+                for a in link.get("addr_info", ()) if a.get("label") == ADDRESS_LABEL}
+
     async def _add_addresses(self, full: bool) -> dict[str, str]:
         """Add to ``lo`` the referenced addresses the namespace lacks; on ``full`` also
         re-add ours that vanished. Returns the addresses that could not be added, with
@@ -561,7 +576,7 @@ class UserspaceDataplane:
         if not missing:
             return {}
         lines = [f"address add {ip}/{128 if ':' in ip else 32} dev lo"
-                 + (" nodad" if ":" in ip else "") for ip in missing]
+                 + (" nodad" if ":" in ip else f" label {ADDRESS_LABEL}") for ip in missing]
         _, _, err = await self._ip("-force", "-batch", "-", stdin="\n".join(lines) + "\n")
         present = await self._present()
         failed: dict[str, str] = {}
