@@ -300,3 +300,26 @@ def test_a_service_chooses_its_ipvs_scheduler(cluster: APIServerProcess,
         assert "default/alpaca-prod/tcp  scheduler sh" in status
     finally:
         ok(cluster, "annotate", "svc", "alpaca-prod", "svcnet.io/ipvs-scheduler-")
+
+
+def test_a_killed_proxy_comes_back_clean(cluster: APIServerProcess,
+                                         alpaca: list[str]) -> None:
+    import signal
+
+    from svcnet.agent.runtime.netns import node_netns_name
+    node = get_json(cluster, "nodes")["items"][0]["metadata"]["name"]
+    ns = node_netns_name("svcnet", node)
+
+    def lo_addresses() -> str:
+        return subprocess.run(["ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "lo"],
+                              capture_output=True, text=True, check=True).stdout
+    ok(cluster, "expose", "deployment", "alpaca-prod", "--name", "short-lived",
+       "--port", "8081", "--target-port", "8080")
+    vip = get_json(cluster, "svc", "short-lived")["spec"]["clusterIP"]
+    wait_for("VIP on the node", lambda: f"{vip}/32" in lo_addresses())
+    cluster.stop_component("proxy", signal.SIGKILL)
+    ok(cluster, "delete", "svc", "short-lived")
+    cluster.start_proxy("netns", node, "--min-sync-period", "0.2")
+    wait_for("stale VIP removed", lambda: f"{vip}/32" not in lo_addresses())
+    got = curl_many(cluster, "tools", "http://alpaca-prod:8080/hostname", 6)
+    assert set(got) <= set(alpaca) and sum(got.values()) == 6
