@@ -12,10 +12,12 @@ Where frontends live
     sockets created inside that namespace (the node's, which pods reach through its
     bridge); an address not yet present there is added to its ``lo`` as /32 or /128 and
     removed once no service uses it (only addresses this dataplane added are ever
-    removed). *Host-side* frontends — the NodePort on 127.0.0.1 and every loopback
+    removed; IPv4 ones carry the label ``lo:svcproxy``, so a proxy restarted after a
+    crash adopts what the previous one left). *Host-side* frontends — the NodePort on 127.0.0.1 and every loopback
     address (load-balancer IPs from a loopback pool, loopback externalIPs) — are sockets
     in this process's own namespace; 127/8 is local there, so nothing is added.
-    Endpoints are always dialled from inside ``netns``.
+    Endpoints are dialled from inside ``netns``, except loopback ones (the API server
+    behind the ``kubernetes`` Service), which only exist in this process's namespace.
     With ``netns=None`` (the process runtime) everything is in this process's namespace:
     only loopback frontends are served and only loopback endpoints dialled; the others are
     listed under ``skipped`` in :meth:`UserspaceDataplane.status`.
