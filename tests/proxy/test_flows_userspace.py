@@ -32,7 +32,7 @@ from tests.proxy.flows import (
     FlowCase,
     case,
 )
-from tests.proxy.test_userspace import (
+from tests.proxy.userspace_support import (
     Backends,
     ask,
     ask_udp,
