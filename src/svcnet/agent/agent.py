@@ -51,6 +51,7 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     image_map_file: Path | None = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    node_status_update_frequency: float = 10.0  # seconds between heartbeats
 
 
 def _load_image_map(path: Path | None) -> dict[str, Any]:
@@ -238,7 +239,7 @@ class Agent:
             self.host_ip = getattr(self.runtime, "node_ip", "127.0.0.1")
             node = NodeAgent(self.client, node_object(
                 self.node_name, self.host_ip, self.cfg.pod_cidr, self.cfg.port,
-                self.cfg.runtime))
+                self.cfg.runtime), heartbeat=self.cfg.node_status_update_frequency)
             if server_start is not None:
                 server = await server_start(self)
             await node.register()

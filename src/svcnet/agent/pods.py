@@ -127,6 +127,12 @@ class PodWorker:
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        if self._last_status is not None and \
+                _condition_states(pod.get("status") or {}) != \
+                _condition_states(self._last_status):
+            # Someone else changed the conditions the agent owns (the node lifecycle
+            # controller marks pods not ready on a silent node): report them again.
+            self._last_status = None
         self._wake.set()
 
     def poke(self) -> None:
@@ -362,6 +368,11 @@ class PodWorker:
         if self.sandbox is not None:
             with contextlib.suppress(Exception):
                 await self.host.runtime.remove_sandbox(self.sandbox)
+
+
+def _condition_states(status: Obj) -> list[tuple[str, str]]:
+    return sorted((str(c.get("type")), str(c.get("status")))
+                  for c in status.get("conditions") or [])
 
 
 def _without_times(status: Obj) -> Obj:

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: <data-dir>/kubeconfig")
     cm.add_argument("--lb-pool", default="127.240.0.0/24",
                     help="addresses given to LoadBalancer services (default: %(default)s)")
+    cm.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                    help="seconds without a node heartbeat before the node is marked "
+                         "Unknown and its pods not ready")
+    cm.add_argument("--node-monitor-period", type=float, default=5.0)
     cm.add_argument("--pod-gc-quarantine", type=float, default=40.0,
                     help="seconds before pods bound to a missing node are deleted")
     ag = sub.add_parser("agent", help="run the node agent alone")
@@ -86,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--port", type=int, default=10250,
                     help="loopback port the API server reaches the agent on")
     ag.add_argument("--cluster-dns", default="10.96.0.10")
+    ag.add_argument("--node-status-update-frequency", type=float, default=10.0,
+                    help="seconds between the node's heartbeats (Lease and status)")
     ag.add_argument("--image-map", type=Path, default=None,
                     help="YAML file mapping image names to commands "
                          "(default: <data-dir>/images.yaml)")
@@ -159,7 +165,9 @@ def run_controller_manager(args: argparse.Namespace) -> int:
     from svcnet.controllers.manager import run
     _install_loop()
     asyncio.run(run(args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
-                    pod_gc_quarantine=args.pod_gc_quarantine, lb_pool=args.lb_pool))
+                    pod_gc_quarantine=args.pod_gc_quarantine, lb_pool=args.lb_pool,
+                    node_grace=args.node_monitor_grace_period,
+                    node_monitor_period=args.node_monitor_period))
     return 0
 
 
@@ -177,7 +185,8 @@ def run_agent(args: argparse.Namespace) -> int:
                       kubeconfig=args.kubeconfig or data / "kubeconfig",
                       runtime=args.runtime or agent_main.default_runtime(),
                       pod_cidr=args.pod_cidr, port=args.port, cluster_dns=args.cluster_dns,
-                      image_map_file=args.image_map or data / "images.yaml")
+                      image_map_file=args.image_map or data / "images.yaml",
+                      node_status_update_frequency=args.node_status_update_frequency)
     asyncio.run(agent_main.run(cfg, stop_requested=lambda: bool(early_stop)))
     return 0
 

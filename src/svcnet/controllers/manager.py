@@ -20,7 +20,8 @@ log = logging.getLogger("svcnet.controller-manager")
 
 def build_controllers(client: APIClient, factory: InformerFactory, host: str,
                       pod_gc_quarantine: float = 40.0,
-                      lb_pool: str | None = None) -> list[Controller]:
+                      lb_pool: str | None = None, node_grace: float = 40.0,
+                      node_monitor_period: float = 5.0) -> list[Controller]:
     """Every controller, registered on the factory's informers (not yet started); each
     records events under its upstream component name (``From`` in ``kubectl describe``)."""
     from svcnet.controllers.deployment import DeploymentController
@@ -28,6 +29,7 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
     from svcnet.controllers.endpointslice import EndpointSliceController
     from svcnet.controllers.endpointslice_mirroring import EndpointSliceMirroringController
     from svcnet.controllers.gc import GarbageCollector
+    from svcnet.controllers.nodelifecycle import NodeLifecycleController
     from svcnet.controllers.podgc import PodGC
     from svcnet.controllers.replicaset import ReplicaSetController
     from svcnet.controllers.scheduler import Scheduler
@@ -47,16 +49,19 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
                                          rec("endpointslice-mirroring-controller")),
         ServiceLBController(client, factory, rec("service-controller"),
                             pool=lb_pool or DEFAULT_POOL),
+        NodeLifecycleController(client, factory, rec("node-controller"),
+                                grace_period=node_grace, monitor_period=node_monitor_period),
     ]
 
 
 async def run(kubeconfig: Path, sync_timeout: float = 60.0,
-              pod_gc_quarantine: float = 40.0, lb_pool: str | None = None) -> None:
+              pod_gc_quarantine: float = 40.0, lb_pool: str | None = None,
+              node_grace: float = 40.0, node_monitor_period: float = 5.0) -> None:
     """Run until SIGTERM/SIGINT or cancellation."""
     client = APIClient.from_kubeconfig(kubeconfig, user_agent="svcnet-controller-manager")
     factory = InformerFactory(client)
     controllers = build_controllers(client, factory, socket.gethostname(), pod_gc_quarantine,
-                                    lb_pool)
+                                    lb_pool, node_grace, node_monitor_period)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

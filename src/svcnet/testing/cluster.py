@@ -146,14 +146,14 @@ class APIServerProcess:
     # --- the node agent -----------------------------------------------------------------
 
     def start_agent(self, runtime: str, node_name: str = "node-1",
-                    port: int | None = None) -> subprocess.Popen[bytes]:
+                    port: int | None = None, *extra_args: str) -> subprocess.Popen[bytes]:
         """Start ``svcnet agent`` (stopped by :meth:`stop_agent` or :meth:`stop`)."""
         self.agent_port = port or free_port()
         log = open(self.data_dir / "agent.log", "ab")  # noqa: SIM115
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "svcnet.cli.main", "agent", "--data-dir",
              str(self.data_dir), "--kubeconfig", str(self.kubeconfig), "--runtime", runtime,
-             "--node-name", node_name, "--port", str(self.agent_port), "-v"],
+             "--node-name", node_name, "--port", str(self.agent_port), "-v", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         return self.agent
