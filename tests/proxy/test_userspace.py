@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -495,3 +498,49 @@ def test_process_mode_serves_loopback_only() -> None:
             server.close()
     run(main())
 
+
+
+PRIVILEGED_PORT_SCRIPT = """
+import asyncio, json, sys
+from svcnet.proxy.dataplane import ProxyState
+from svcnet.proxy.dataplanes.userspace import UserspaceDataplane
+from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
+
+async def main():
+    vip, node_port, be_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    async def handle(r, w):
+        w.write(b"backend\\n"); await w.drain(); w.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", be_port)
+    name = ServicePortName("default", "web", "http", "TCP")
+    info = ServicePortInfo(name, "NodePort", (vip,), 80, node_port=node_port)
+    dp = UserspaceDataplane(netns=None)
+    state = ProxyState(node_name="n", services={name: info},
+                       endpoints={name: (EndpointInfo("127.0.0.1", be_port),)})
+    await dp.sync(state, {name}, True)  # must not raise
+    r, w = await asyncio.open_connection("127.0.0.1", node_port)
+    body = (await r.readline()).decode().strip()
+    w.close()
+    print(json.dumps({"body": body, "status": dp.status()["service_ports"][str(name)]}))
+    await dp.close()
+    server.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to drop CAP_NET_BIND_SERVICE")
+def test_a_privileged_port_without_the_privilege_is_skipped_not_retried() -> None:
+    """The process runtime run without privileges: port 80 cannot be bound; the
+    NodePort still serves and the sync succeeds, with the reason in the status."""
+    vip = f"127.96.{secrets.randbelow(200) + 1}.{secrets.randbelow(200) + 1}"
+    res = subprocess.run(
+        ["setpriv", "--bounding-set", "-net_bind_service", sys.executable, "-c",
+         PRIVILEGED_PORT_SCRIPT, vip, str(free_port()), str(free_port())],
+        capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["body"] == "backend"
+    assert out["status"]["skipped"][f"tcp {vip}:80 host"].startswith(
+        "port 80 needs root or CAP_NET_BIND_SERVICE")
+    assert "error" not in out["status"]

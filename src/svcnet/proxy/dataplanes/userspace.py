@@ -464,6 +464,13 @@ class UserspaceDataplane:
                 if key[1] in failed_ips and key[3] != HOST:
                     raise OSError(f"cannot add address: {failed_ips[key[1]]}")
                 fe = await self._open(key, port.pools[pool_key], ranges)
+            except PermissionError:
+                # A privileged port without the privilege (the process runtime run by a
+                # user): retrying cannot help; the service's other frontends still work.
+                port.skipped[_describe(key)] = (
+                    f"port {key[2]} needs root or CAP_NET_BIND_SERVICE "
+                    "(or a lower net.ipv4.ip_unprivileged_port_start)")
+                continue
             except OSError as e:
                 for k in opened:
                     self._close_frontend(port, k)
