@@ -96,3 +96,31 @@ def test_cluster_ips_are_loopback_vips_the_proxy_serves(cluster: APIServerProces
     wait_for("ClusterIP spreads", lambda: spread(f"http://{svc['clusterIP']}:8080/hostname"))
     wait_for("NodePort spreads",
              lambda: spread(f"http://127.0.0.1:{svc['ports'][0]['nodePort']}/hostname"))
+
+
+def test_the_kube_dns_clusterip_reaches_dns_on_the_host(cluster: APIServerProcess) -> None:
+    """The process runtime: DNS publishes its host port as the kube-dns endpoints and
+    the proxy serves 127.96.0.10:53 (port 53 needs root, which the tests have)."""
+    import dns.message
+    import dns.query
+
+    from tests.e2e.helpers import get_json, wait_for
+    cluster.start_dns("--publish-host")
+    def published() -> dict[str, Any] | None:
+        res = cluster.kubectl("get", "endpoints", "kube-dns", "-n", "kube-system", "-o",
+                              "json")
+        subsets = json.loads(res.stdout).get("subsets") if res.returncode == 0 else None
+        return subsets[0] if subsets else None
+    ep = wait_for("kube-dns endpoints", published)
+    assert ep["addresses"] == [{"ip": "127.0.0.1"}]
+    assert {p["port"] for p in ep["ports"]} == {cluster.dns_port}
+    ip = get_json(cluster, "svc", "kubernetes")["spec"]["clusterIP"]
+
+    def answer() -> list[str] | None:
+        q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
+        try:
+            r = dns.query.udp(q, "127.96.0.10", port=53, timeout=1)
+        except Exception:  # noqa: BLE001 - not served yet
+            return None
+        return [rd.address for rrset in r.answer for rd in rrset] or None
+    assert wait_for("answer through 127.96.0.10:53", answer) == [ip]

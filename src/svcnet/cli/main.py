@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also listen on the node's address (port 53, metrics on 9153) "
                          "inside this network namespace and publish it as the kube-dns "
                          "endpoints")
+    dn.add_argument("--publish-host", action="store_true",
+                    help="publish --host:--port as the kube-dns endpoints (the process "
+                         "runtime, whose cluster IPs are loopback addresses)")
     dn.add_argument("--cluster-ip", default=None,
                     help="with --cluster-netns, also listen on this service VIP directly "
                          "(for a cluster without a service proxy)")
@@ -197,7 +200,8 @@ def run_dns(args: argparse.Namespace) -> int:
     cfg = DNSConfig(kubeconfig=args.kubeconfig or args.data_dir.resolve() / "kubeconfig",
                     port=args.port, upstreams=[parse_upstream(u) for u in args.upstream],
                     ttl=args.ttl, metrics_port=args.metrics_port,
-                    cluster_netns=args.cluster_netns, cluster_ip=args.cluster_ip)
+                    cluster_netns=args.cluster_netns, cluster_ip=args.cluster_ip,
+                    publish_host=args.publish_host)
     asyncio.run(run(cfg))
     return 0
 

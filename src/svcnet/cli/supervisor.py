@@ -144,11 +144,12 @@ def _component_argv(args: argparse.Namespace, data_dir: Path) -> list[Component]
 
 def _dns_cluster_args(args: argparse.Namespace) -> list[str]:
     """With the netns runtime, DNS also answers pods on the node's address in the node
-    namespace (the kube-dns endpoints, reached through the proxy at 10.96.0.10)."""
+    namespace (the kube-dns endpoints, reached through the proxy at 10.96.0.10); with the
+    process runtime its host port is the endpoint (the proxy serves 127.96.0.10:53)."""
     from svcnet.agent.main import default_node_name, default_runtime
     from svcnet.agent.runtime.netns import node_netns_name
     if (args.runtime or default_runtime()) != "netns":
-        return []
+        return ["--publish-host"]
     node = args.node_name or default_node_name()
     return ["--cluster-netns", node_netns_name("svcnet", node)]
 

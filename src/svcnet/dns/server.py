@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import copy
 import itertools
 import logging
 import signal
@@ -625,6 +626,9 @@ class DNSConfig:
     # where the pods' resolv.conf points.
     cluster_netns: str | None = None
     cluster_ip: str | None = None
+    # Without a cluster namespace (the process runtime): publish this server's own
+    # host:port as the kube-dns endpoints, so the proxy serves the kube-dns ClusterIP.
+    publish_host: bool = False
 
 
 class ClusterListener:
@@ -709,27 +713,28 @@ class ClusterListener:
 METRICS_PORT = 9153
 
 
-def dns_endpoints(ip: str | None) -> dict[str, Any]:
+def dns_endpoints(ip: str | None, dns_port: int = 53,
+                  metrics_port: int = METRICS_PORT) -> dict[str, Any]:
     """The ``kube-system/kube-dns`` Endpoints pointing at ``ip`` (no subsets for
-    ``None``), with the kube-dns Service's port names."""
-    subsets = [] if ip is None else [{
-        "addresses": [{"ip": ip}],
-        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
-                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
-                  {"name": "metrics", "port": METRICS_PORT, "protocol": "TCP"}]}]
+    ``None``), with the kube-dns Service's port names (no metrics port for 0)."""
+    ports = [{"name": "dns", "port": dns_port, "protocol": "UDP"},
+             {"name": "dns-tcp", "port": dns_port, "protocol": "TCP"}]
+    if metrics_port:
+        ports.append({"name": "metrics", "port": metrics_port, "protocol": "TCP"})
+    subsets = [] if ip is None else [{"addresses": [{"ip": ip}], "ports": ports}]
     return {"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kube-dns", "namespace": "kube-system",
                          "labels": {"k8s-app": "kube-dns"}},
             "subsets": subsets}
 
 
-async def publish_endpoints(client: Any, ip: str | None) -> None:
+async def publish_endpoints(client: Any, body: dict[str, Any]) -> None:
     """Create or replace the kube-dns Endpoints (the endpoint-mirroring controller turns
     them into an EndpointSlice, as for any selector-less Service)."""
     from svcnet.model import kinds
     from svcnet.model.errors import APIError
     res = kinds.require("", "endpoints")
-    body = dns_endpoints(ip)
+    body = copy.deepcopy(body)
     try:
         cur = await client.get(res, "kube-system", "kube-dns")
     except APIError as e:
@@ -777,17 +782,22 @@ ENDPOINTS_CHECK_INTERVAL = 30.0
 
 
 async def _serve_cluster(cluster: ClusterListener, client: Any) -> None:
-    """Listen inside the node namespace, then keep the kube-dns endpoints pointing there:
-    written at once (retried with back-off until the API takes them) and checked again
-    every ``ENDPOINTS_CHECK_INTERVAL`` seconds, so a change by anyone else is undone."""
-    from svcnet._util.backoff import Backoff
+    """Listen inside the node namespace, then keep the kube-dns endpoints pointing
+    there."""
     await cluster.start()
-    if cluster.node_ip is None:
-        return
+    if cluster.node_ip is not None:
+        await _keep_endpoints(client, dns_endpoints(cluster.node_ip))
+
+
+async def _keep_endpoints(client: Any, body: dict[str, Any]) -> None:
+    """Write the kube-dns endpoints at once (retried with back-off until the API takes
+    them) and check them again every ``ENDPOINTS_CHECK_INTERVAL`` seconds, so a change by
+    anyone else is undone."""
+    from svcnet._util.backoff import Backoff
     backoff = Backoff(initial=0.5, maximum=10.0)
     while True:
         try:
-            await publish_endpoints(client, cluster.node_ip)
+            await publish_endpoints(client, body)
             backoff.reset()
             await asyncio.sleep(ENDPOINTS_CHECK_INTERVAL)
         except asyncio.CancelledError:
@@ -838,7 +848,14 @@ async def run(cfg: DNSConfig) -> None:
     factory.start()
     cluster = ClusterListener(handler, cfg.cluster_netns, cfg.cluster_ip) \
         if cfg.cluster_netns else None
-    cluster_task = asyncio.ensure_future(_serve_cluster(cluster, client)) if cluster else None
+    if cluster is not None:
+        cluster_task: asyncio.Future[None] | None = asyncio.ensure_future(
+            _serve_cluster(cluster, client))
+    elif cfg.publish_host:
+        cluster_task = asyncio.ensure_future(_keep_endpoints(client, dns_endpoints(
+            cfg.host, cfg.port, cfg.metrics_port)))
+    else:
+        cluster_task = None
     try:
         sync = asyncio.ensure_future(factory.wait_for_sync())
         stopper = asyncio.ensure_future(stop.wait())
@@ -852,10 +869,11 @@ async def run(cfg: DNSConfig) -> None:
     finally:
         if cluster_task is not None:
             cluster_task.cancel()
+        if (cluster is not None and cluster.node_ip is not None) or \
+                (cluster is None and cfg.publish_host):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(publish_endpoints(client, dns_endpoints(None)), 5)
         if cluster is not None:
-            if cluster.node_ip is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(publish_endpoints(client, None), 5)
             await cluster.close()
         udp.close()
         tcp.close()
