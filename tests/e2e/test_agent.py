@@ -275,3 +275,21 @@ def test_nslookup_inside_a_pod_through_the_search_path(cluster: APIServerProcess
     finally:
         dns.terminate()
         dns.wait(10)
+
+
+def test_deleting_a_namespace_stops_its_pods_gracefully(cluster: APIServerProcess) -> None:
+    ok(cluster, "create", "namespace", "doomed")
+    ok(cluster, "run", "victim", "-n", "doomed", "--image=gcr.io/kuar-demo/kuard-amd64:blue")
+    wait_for("victim running", lambda: "Running" in ok(
+        cluster, "get", "pod", "victim", "-n", "doomed", "--no-headers"), 60)
+    uid = json.loads(ok(cluster, "get", "pod", "victim", "-n", "doomed", "-o", "json"))[
+        "metadata"]["uid"]
+    from svcnet.agent.runtime.netns import pod_netns_name
+    sandbox = pod_netns_name("svcnet", uid)
+    assert sandbox in netns_names()
+    ok(cluster, "delete", "namespace", "doomed", "--wait=false")
+    # The pod is deleted as a client would delete it: its node stops it, removes its
+    # sandbox, and only then is the namespace gone.
+    wait_for("namespace gone", lambda: cluster.kubectl(
+        "get", "namespace", "doomed").returncode != 0, 60)
+    assert sandbox not in netns_names()

@@ -236,6 +236,31 @@ def test_namespace_lifecycle(raw: Raw) -> None:
     assert status == 403 and "may not be deleted" in body["message"]
 
 
+def test_namespace_waits_for_its_contents_finalizers(raw: Raw) -> None:
+    """Content is deleted as a client would delete it: an object's finalizer keeps the
+    namespace Terminating until it is removed."""
+    raw.request("POST", "/api/v1/namespaces", {"metadata": {"name": "held-ns"}})
+    body = cm("held")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    raw.request("POST", "/api/v1/namespaces/held-ns/configmaps", body)
+    raw.request("POST", "/api/v1/namespaces/held-ns/configmaps", cm("plain"))
+    raw.request("DELETE", "/api/v1/namespaces/held-ns")
+    deadline = time.monotonic() + 10
+    while raw.request("GET", "/api/v1/namespaces/held-ns/configmaps/plain")[0] != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _, _, held = raw.request("GET", "/api/v1/namespaces/held-ns/configmaps/held")
+    assert held["metadata"]["deletionTimestamp"]
+    _, _, ns = raw.request("GET", "/api/v1/namespaces/held-ns")
+    assert ns["status"]["phase"] == "Terminating"
+    raw.request("PATCH", "/api/v1/namespaces/held-ns/configmaps/held",
+                {"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json")
+    while raw.request("GET", "/api/v1/namespaces/held-ns")[0] != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_finalizers_hold_deletion(raw: Raw) -> None:
     body = cm("held")
     body["metadata"]["finalizers"] = ["example.com/hold"]

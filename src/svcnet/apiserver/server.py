@@ -19,7 +19,7 @@ from svcnet.apiserver import objects
 from svcnet.apiserver.allocators import ServiceAllocator
 from svcnet.apiserver.http import APIServerApp
 from svcnet.apiserver.pki import ensure_pki
-from svcnet.apiserver.rest import NAMESPACES, SERVICES, Registry
+from svcnet.apiserver.rest import NAMESPACES, SERVICES, Registry, WriteOptions
 from svcnet.model import kinds
 from svcnet.store import base as store_base
 from svcnet.store.sqlite import SQLiteStorage
@@ -105,10 +105,18 @@ def builtin_objects(cfg: APIServerConfig) -> list[tuple[kinds.ResourceInfo, dict
 
 
 class NamespaceFinalizer:
-    """Removes the content of a terminating namespace, then the namespace itself."""
+    """Removes the content of a terminating namespace, then the namespace itself.
 
-    def __init__(self, registry: Registry) -> None:
+    Content is deleted through the registry, as a client's DELETE would be (background
+    propagation): bound pods terminate gracefully through their node agent, objects with
+    finalizers wait for them, Services free their addresses. The namespace goes once
+    nothing is left in it; until then the sweep repeats every ``retry`` seconds (an object
+    whose finalizer is never removed keeps the namespace Terminating, as upstream).
+    """
+
+    def __init__(self, registry: Registry, retry: float = 1.0) -> None:
         self.registry = registry
+        self.retry = retry
         self._running: set[str] = set()
 
     async def finalize(self, name: str) -> None:
@@ -122,18 +130,34 @@ class NamespaceFinalizer:
         finally:
             self._running.discard(name)
 
-    async def _finalize(self, name: str) -> None:
+    async def _sweep(self, name: str) -> int:
+        """Start deleting everything in namespace ``name``; how many objects remain."""
         store = self.registry.store
+        remaining = 0
         for r in kinds.RESOURCES:
             if not r.namespaced:
                 continue
             items, _ = await store.list(objects.store_prefix(r, name))
             for obj in items:
-                key = objects.store_key(r, name, obj["metadata"]["name"])
+                remaining += 1
+                m = obj.get("metadata") or {}
+                if m.get("deletionTimestamp"):
+                    continue  # already on its way out
                 with contextlib.suppress(store_base.KeyNotFound):
-                    gone = await store.delete(key)
-                    if r is SERVICES:
-                        self.registry.allocator.release_unused(gone, None)
+                    try:
+                        await self.registry.delete(r, name, m["name"],
+                                                   {"propagationPolicy": "Background"},
+                                                   WriteOptions())
+                    except Exception as e:  # retried on the next sweep
+                        if getattr(e, "code", 0) != 404:
+                            log.warning("namespace %s: deleting %s %s: %s", name,
+                                        r.resource, m.get("name"), e)
+        return remaining
+
+    async def _finalize(self, name: str) -> None:
+        while await self._sweep(name):
+            await asyncio.sleep(self.retry)
+        store = self.registry.store
         assert NAMESPACES is not None
         key = objects.store_key(NAMESPACES, None, name)
 
