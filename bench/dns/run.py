@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ import dns.rdatatype
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from svcnet.testing.bench import APILoad, pct  # noqa: E402
-from svcnet.testing.cluster import APIServerProcess, free_port  # noqa: E402
+from svcnet.testing.cluster import APIServerProcess, free_port, stop_process  # noqa: E402
 
 NS = "bench"
 ZONE = "cluster.local"
@@ -81,15 +80,6 @@ def free_udp_tcp_port() -> int:
         return port
 
 
-def stop_proc(p: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    if p is None or p.poll() is not None:
-        return
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 class Bench(APILoad):
@@ -404,8 +394,8 @@ async def main_async(args: argparse.Namespace) -> None:
             for k, v in rows:
                 print(f"{k:<62} {v:12.3f}")
         finally:
-            stop_proc(masq)
-            stop_proc(dns_proc)
+            stop_process(masq)
+            stop_process(dns_proc)
             srv.stop()
 
 

@@ -46,16 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from svcnet.proxy.dataplane import ProxyState  # noqa: E402
 from svcnet.proxy.dataplanes.userspace import UserspaceDataplane  # noqa: E402
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName  # noqa: E402
+from svcnet.testing.cluster import free_port, stop_process  # noqa: E402
 
 VIP = "127.96.0.10"
 TOOLS = ("nginx", "haproxy", "wrk")
 BODY = "svcnet bench backend {i}\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def raise_nofile(n: int = 64000) -> int:
@@ -84,16 +81,6 @@ def wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str,
     raise RuntimeError(f"{what} did not listen on {host}:{port} in {timeout:.0f}s")
 
 
-def stop_proc(p: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """SIGTERM ``p`` by its PID, SIGKILL if it lingers."""
-    if p is None or p.poll() is not None:
-        return
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -349,7 +336,7 @@ def main() -> int:
                       f"(all: {', '.join(f'{t:.2f}' for t in sync['change_ms'])})", flush=True)
     finally:
         for p in reversed(procs):
-            stop_proc(p)
+            stop_process(p)
 
     print("\n| measure | haproxy | svcnet | svcnet/haproxy |")
     print("|---|---|---|---|")

@@ -21,13 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
     """One API server per test module, stopped by PID at the end."""
     data = tmp_path_factory.mktemp("svcnet")
-    srv = APIServerProcess(data)
-    srv.start()
-    try:
+    with APIServerProcess(data) as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -120,14 +120,9 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(tmp_path_factory.mktemp("dns"))
-    srv.start()
-    try:
+    with APIServerProcess(tmp_path_factory.mktemp("dns")) as srv:
         srv.start_controllers()
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import signal
 import statistics
 import subprocess
@@ -37,14 +36,9 @@ Obj = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(tmp_path_factory.mktemp("endpoints"))
-    srv.start()
-    try:
+    with APIServerProcess(tmp_path_factory.mktemp("endpoints")) as srv:
         srv.start_controllers()
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -18,14 +17,9 @@ POOL = "127.240.9.0/30"  # two usable addresses: .1 and .2
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(tmp_path_factory.mktemp("servicelb"))
-    srv.start()
-    try:
+    with APIServerProcess(tmp_path_factory.mktemp("servicelb")) as srv:
         srv.start_controllers("--lb-pool", POOL)
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 def external_ip(srv: APIServerProcess, name: str) -> str | None:

@@ -52,6 +52,12 @@ async def run_informer(api: ScriptedAPI) -> list[tuple[str, str]]:
     inf.add_handlers(on_add=lambda o: seen.append(("add", o["metadata"]["name"])),
                      on_update=lambda o, n: seen.append(("update", n["metadata"]["name"])),
                      on_delete=lambda o: seen.append(("delete", o["metadata"]["name"])))
+    await drive(inf, api)
+    return seen
+
+
+async def drive(inf: SharedInformer, api: ScriptedAPI) -> None:
+    """Run ``inf`` until ``api`` has played its whole script."""
     task = asyncio.create_task(inf.run())
     try:
         await asyncio.wait_for(api.done.wait(), 5)
@@ -59,7 +65,6 @@ async def run_informer(api: ScriptedAPI) -> list[tuple[str, str]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    return seen
 
 
 async def test_resume_from_last_rv_after_disconnect() -> None:
@@ -100,13 +105,7 @@ async def test_transforms_shape_what_handlers_get_and_what_the_cache_keeps() -> 
     inf.add_handlers(on_add=lambda o: got.append(("add", o)),
                      on_update=lambda old, new: got.append(("update", new)),
                      on_delete=lambda o: got.append(("delete", o)))
-    task = asyncio.create_task(inf.run())
-    try:
-        await asyncio.wait_for(api.done.wait(), 5)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await drive(inf, api)
     assert [(k, o["metadata"]["name"], o.get("data")) for k, o in got] == [
         ("add", "a", {"k": "a"}), ("add", "b", {"k": "b"}), ("update", "b", {"k": "b"}),
         ("delete", "b", None),  # found by the relist: the cache's stub

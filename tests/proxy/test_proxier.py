@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -107,13 +106,8 @@ async def test_render_metrics() -> None:
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(Path(tmp_path_factory.mktemp("svcnet")))
-    srv.start()
-    try:
+    with APIServerProcess(Path(tmp_path_factory.mktemp("svcnet"))) as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 @pytest.mark.e2e

@@ -39,6 +39,7 @@ from tests.proxy.userspace_support import (
     Backends,
     ask,
     ask_udp,
+    black_hole,
     endpoint_status,
     eps,
     free_port,
@@ -112,10 +113,7 @@ def test_dial_failure_moves_to_the_next_endpoint(netns: str) -> None:
     # 10.244.0.2 never answers (routed to a veth whose peer has no address, so ARP
     # fails: a 250 ms dial timeout),
     # 10.244.0.3 refuses (on lo, nothing listening), 10.244.0.4 answers.
-    subprocess.run(["ip", "-n", netns, "address", "del", "10.244.0.2/32", "dev", "lo"],
-                   check=True)
-    ip_batch(netns, ["link add svt-a type veth peer name svt-b", "link set svt-a up",
-                     "link set svt-b up", "route add 10.244.0.2/32 dev svt-a"])
+    black_hole(netns, "10.244.0.2")
 
     async def body(dp: UserspaceDataplane, bk: Backends) -> None:
         await bk.start("10.244.0.4", 8080)
@@ -135,10 +133,7 @@ def test_dial_failure_moves_to_the_next_endpoint(netns: str) -> None:
 def test_data_sent_before_the_backend_connects_arrives(netns: str) -> None:
     # The first endpoint swallows SYNs, so the dial takes 250 ms; meanwhile the client
     # sends 1 MiB (more than is buffered before reading pauses) and its EOF.
-    subprocess.run(["ip", "-n", netns, "address", "del", "10.244.0.2/32", "dev", "lo"],
-                   check=True)
-    ip_batch(netns, ["link add svt-a type veth peer name svt-b", "link set svt-a up",
-                     "link set svt-b up", "route add 10.244.0.2/32 dev svt-a"])
+    black_hole(netns, "10.244.0.2")
 
     async def body(dp: UserspaceDataplane, bk: Backends) -> None:
         await bk.start("10.244.0.4", 8080, greet=False)

@@ -70,6 +70,15 @@ def make_netns(addresses: Iterable[str] = ()) -> str:
     return name
 
 
+def black_hole(ns: str, ip: str) -> None:
+    """Make ``ip`` swallow SYNs inside ``ns``: it leaves ``lo`` and is routed to a veth
+    whose peer has no address, so ARP fails and a dial waits for its timeout (this kernel
+    has no ``dummy`` device)."""
+    subprocess.run(["ip", "-n", ns, "address", "del", f"{ip}/32", "dev", "lo"], check=True)
+    ip_batch(ns, ["link add svt-a type veth peer name svt-b", "link set svt-a up",
+                  "link set svt-b up", f"route add {ip}/32 dev svt-a"])
+
+
 def delete_netns(name: str) -> None:
     subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 

@@ -27,7 +27,7 @@ import math
 import re
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -293,6 +293,39 @@ class WeightedRoundRobin(_Base):
             i = -1
 
 
+def _overhead(d: Destination) -> int:
+    """lc/wlc's connection overhead: ``256 * active + inactive``."""
+    return (d.active << 8) + d.inactive
+
+
+def _expected_delay(d: Destination) -> int:
+    """sed/nq's cost: ``active + 1``."""
+    return d.active + 1
+
+
+def _least(dests: Sequence[Destination], cost: Callable[[Destination], int],
+           weighted: bool = True, idle_first: bool = False) -> Destination | None:
+    """The available destination (weight > 0) with the least ``cost / weight`` (or least
+    ``cost`` when not ``weighted``), compared by integer cross-multiplication as the kernel
+    does; ties keep the earlier destination. With ``idle_first`` the first available
+    destination without active connections wins at once (nq)."""
+    least: Destination | None = None
+    lcost = 0
+    lw = 1
+    for d in dests:
+        w = d.weight
+        if w <= 0:
+            continue
+        if idle_first and d.active == 0:
+            return d
+        if not weighted:
+            w = 1
+        dcost = cost(d)
+        if least is None or lcost * w > dcost * lw:
+            least, lcost, lw = d, dcost, w
+    return least
+
+
 class LeastConnection(_Base):
     """``lc``: the available destination with the least ``256 * active + inactive``."""
 
@@ -300,16 +333,7 @@ class LeastConnection(_Base):
 
     def pick(self, src_ip: str, src_port: int, dst_ip: str) -> Destination | None:
         """The least-loaded available destination (first one on ties), or ``None``."""
-        least: Destination | None = None
-        loh = 0
-        for d in self._dests:
-            if d.weight <= 0:
-                continue
-            doh = (d.active << 8) + d.inactive
-            if least is None or doh < loh:
-                least = d
-                loh = doh
-        return least
+        return _least(self._dests, _overhead, weighted=False)
 
 
 class WeightedLeastConnection(_Base):
@@ -319,19 +343,7 @@ class WeightedLeastConnection(_Base):
 
     def pick(self, src_ip: str, src_port: int, dst_ip: str) -> Destination | None:
         """The destination with the lowest overhead per weight (first one on ties), or ``None``."""
-        least: Destination | None = None
-        loh = 0
-        lw = 0
-        for d in self._dests:
-            w = d.weight
-            if w <= 0:
-                continue
-            doh = (d.active << 8) + d.inactive
-            if least is None or loh * w > doh * lw:
-                least = d
-                loh = doh
-                lw = w
-        return least
+        return _least(self._dests, _overhead)
 
 
 class ShortestExpectedDelay(_Base):
@@ -341,19 +353,7 @@ class ShortestExpectedDelay(_Base):
 
     def pick(self, src_ip: str, src_port: int, dst_ip: str) -> Destination | None:
         """The destination with the shortest expected delay (first one on ties), or ``None``."""
-        least: Destination | None = None
-        loh = 0
-        lw = 0
-        for d in self._dests:
-            w = d.weight
-            if w <= 0:
-                continue
-            doh = d.active + 1
-            if least is None or loh * w > doh * lw:
-                least = d
-                loh = doh
-                lw = w
-        return least
+        return _least(self._dests, _expected_delay)
 
 
 class NeverQueue(_Base):
@@ -363,21 +363,7 @@ class NeverQueue(_Base):
 
     def pick(self, src_ip: str, src_port: int, dst_ip: str) -> Destination | None:
         """The first idle available destination, else the ``sed`` choice, or ``None``."""
-        least: Destination | None = None
-        loh = 0
-        lw = 0
-        for d in self._dests:
-            w = d.weight
-            if w <= 0:
-                continue
-            if d.active == 0:
-                return d
-            doh = d.active + 1
-            if least is None or loh * w > doh * lw:
-                least = d
-                loh = doh
-                lw = w
-        return least
+        return _least(self._dests, _expected_delay, idle_first=True)
 
 
 def _fill_buckets(weights: Sequence[int], use_weights: bool) -> list[int]:

@@ -9,6 +9,7 @@ discovery from another server is never reused.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,29 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(p: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+                 timeout: float = 10.0) -> None:
+    """Send ``sig`` to ``p`` by its PID and wait; SIGKILL if it outlives ``timeout``.
+    Nothing happens for ``None`` or a process that already ended."""
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(sig)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def log_tail(path: Path, n: int = 60) -> str:
+    """The last ``n`` lines of a log file ("" if it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-n:])
 
 
 @dataclass
@@ -93,14 +117,7 @@ class APIServerProcess:
         self.stop_agent()
         self.stop_controllers()
         p, self.proc = self.proc, None
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, sig, timeout)
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
@@ -134,14 +151,7 @@ class APIServerProcess:
 
     def stop_controllers(self, sig: int = signal.SIGTERM) -> None:
         p, self.controllers = self.controllers, None
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, sig, 10)
 
     # --- the node agent -----------------------------------------------------------------
 
@@ -161,14 +171,7 @@ class APIServerProcess:
     def stop_agent(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         """Stop the agent by PID; SIGTERM makes it remove its pods' namespaces."""
         p, self.agent = self.agent, None
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, sig, timeout)
 
     def start_component(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``svcnet <name> --kubeconfig ... <args>`` logging to ``<name>.log``
@@ -197,40 +200,22 @@ class APIServerProcess:
 
     def stop_component(self, name: str, sig: int = signal.SIGTERM,
                        timeout: float = 20.0) -> None:
-        p = self.components.pop(name, None)
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(self.components.pop(name, None), sig, timeout)
 
     def component_log(self, name: str, n: int = 60) -> str:
-        try:
-            text = (self.data_dir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-n:])
+        return log_tail(self.data_dir / f"{name}.log", n)
 
     def agent_log(self, n: int = 60) -> str:
-        try:
-            text = (self.data_dir / "agent.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-n:])
+        return log_tail(self.data_dir / "agent.log", n)
 
     def controllers_log(self, n: int = 60) -> str:
-        try:
-            text = (self.data_dir / "controller-manager.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-n:])
+        return log_tail(self.data_dir / "controller-manager.log", n)
 
     def __enter__(self) -> APIServerProcess:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop every process and remove the private kubectl HOME."""
         self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
