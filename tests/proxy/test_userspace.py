@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -132,7 +133,7 @@ def test_dial_failure_moves_to_the_next_endpoint(netns: str) -> None:
 
 def test_data_sent_before_the_backend_connects_arrives(netns: str) -> None:
     # The first endpoint swallows SYNs, so the dial takes 250 ms; meanwhile the client
-    # sends 1 MiB (more than is buffered before reading pauses) and its EOF.
+    # sends 1 MiB (more than the sockets buffer, so it must wait) and its EOF.
     black_hole(netns, "10.244.0.2")
 
     async def body(dp: UserspaceDataplane, bk: Backends) -> None:
@@ -288,9 +289,7 @@ def test_large_transfer_keeps_flow_control(netns: str, loop: str) -> None:
             for port in dp._ports.values():
                 for fe in port.frontends.values():
                     for c in getattr(fe, "clients", ()):
-                        total += c.transport.get_write_buffer_size()
-                        if c.peer is not None:
-                            total += c.peer.transport.get_write_buffer_size()
+                        total += c.buffered()
             return total
 
         async def send() -> None:
@@ -539,3 +538,82 @@ def test_a_privileged_port_without_the_privilege_is_skipped_not_retried() -> Non
     assert out["status"]["skipped"][f"tcp {vip}:80 host"].startswith(
         "port 80 needs root or CAP_NET_BIND_SERVICE")
     assert "error" not in out["status"]
+
+
+def _rst(transport: asyncio.BaseTransport) -> None:
+    """Close ``transport``'s TCP connection with RST."""
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_reset_is_passed_on_both_ways(netns: str, loop: str) -> None:
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        backend = await bk.start(EP_IPS[0], 8080)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        addr = f"{EP_IPS[0]}:8080"
+        # the endpoint resets: the client sees a reset, the pair is gone
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await reader.readline()).decode().strip() == addr
+        (conn,) = backend.conns
+        _rst(conn.transport)
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 2)
+        writer.close()
+        await wait_for(lambda: endpoint_status(dp, spn())[addr]["active"] == 0)
+        # the client resets: the endpoint sees its connection end
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        assert (await reader.readline()).decode().strip() == addr
+        await wait_for(lambda: len(backend.conns) == 1)
+        _rst(writer.transport)
+        await wait_for(lambda: not backend.conns)
+        await wait_for(lambda: endpoint_status(dp, spn())[addr]["active"] == 0)
+        assert not any(fe.clients for p in dp._ports.values() for fe in p.frontends.values()
+                       if hasattr(fe, "clients"))
+    with_dataplane(netns, body, loop)
+
+
+def test_a_client_leaving_while_dialling_ends_the_dial(netns: str) -> None:
+    black_hole(netns, "10.244.0.2")  # SYNs vanish: the dial would take its whole timeout
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        await synced(dp, state((info(spn()), eps("10.244.0.2"))))
+        _, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        await wait_for(lambda: endpoint_status(dp, spn())["10.244.0.2:8080"]["inactive"] == 1)
+        t0 = time.monotonic()
+        _rst(writer.transport)
+        await wait_for(lambda: endpoint_status(dp, spn())["10.244.0.2:8080"]["inactive"] == 0)
+        assert time.monotonic() - t0 < 1.0  # not the 5 s dial timeout
+        (fe,) = dp._ports[spn()].frontends.values()
+        assert not fe.clients  # type: ignore[union-attr]
+    with_dataplane(netns, body, dial_timeouts=(5.0,))
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_many_short_connections_leave_nothing_behind(netns: str, loop: str) -> None:
+    """200 clients at once, each sending a line and closing: every reply arrives, and
+    afterwards no connection, socket or counter is left over."""
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        backend = await bk.start(EP_IPS[0], 8080, greet=False)
+        await bk.start(EP_IPS[1], 8080, greet=False)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0], EP_IPS[1]))))
+        fds_before = len(os.listdir("/proc/self/fd"))
+
+        async def one(i: int) -> bytes:
+            reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+            writer.write(b"line %d\n" % i)
+            writer.write_eof()
+            got = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return got
+
+        got = await asyncio.gather(*(one(i) for i in range(200)))
+        assert got == [b"line %d\n" % i for i in range(200)]
+        st = endpoint_status(dp, spn())
+        assert sum(e["total"] for e in st.values()) == 200
+        await wait_for(lambda: all(e["active"] == 0 and e["inactive"] == 0
+                                   for e in endpoint_status(dp, spn()).values()))
+        await wait_for(lambda: not backend.conns)
+        await wait_for(lambda: len(os.listdir("/proc/self/fd")) <= fds_before)
+    with_dataplane(netns, body, loop)

@@ -1,4 +1,4 @@
-"""The byte-moving half of the userspace dataplane: TCP connection pairs and UDP flows.
+"""The byte-moving half of the userspace dataplane: endpoints, pools and UDP flows.
 
 Objects here are created and driven by :mod:`svcnet.proxy.dataplanes.userspace`; all of
 them live on one event loop thread and are not thread-safe.
@@ -9,14 +9,7 @@ them live on one event loop thread and are not thread-safe.
 * :class:`Pool` — the endpoints a frontend picks from (one per kind of frontend —
   ClusterIP: *internal*, NodePort/LB/externalIP: *external* — and address family), with
   the scheduler and the service port's ClientIP affinity table.
-* :class:`TcpFrontend` — one listening socket. Until a backend connection exists, what a
-  client sends is held (reading pauses past :data:`EARLY_LIMIT` bytes) and forwarded
-  on connect. Dials follow kube-proxy's userspace backoff (:data:`DIAL_TIMEOUTS`, each
-  failure moving on to a newly picked endpoint with affinity reset); after the last
-  failure the client is reset (RST). Established pairs relay bytes with flow control
-  (a side whose peer's write buffer is full stops being read until it drains) and
-  half-close (an EOF is passed on as ``write_eof``; both transports close once both
-  directions ended), and close both sides when either fails.
+* TCP relaying is in :mod:`svcnet.proxy.dataplanes._tcp`.
 * :class:`UdpFrontend` — one datagram socket with a flow per client address: a connected
   socket to the picked backend, replies sent back from the frontend socket, closed after
   ``idle_timeout`` seconds without a packet in either direction.
@@ -25,12 +18,9 @@ them live on one event loop thread and are not thread-safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
-import struct
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 from svcnet.proxy.affinity import AffinityTable
@@ -39,12 +29,10 @@ from svcnet.proxy.schedulers import Destination, Scheduler
 # kube-proxy's EndpointDialTimeouts: one dial per entry, each to a freshly picked endpoint.
 DIAL_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 UDP_READ_SIZE = 65535
-# Bytes a client may send before its backend is connected until reading pauses.
-EARLY_LIMIT = 1 << 16
-_LINGER_RST = struct.pack("ii", 1, 0)
 
 
 SocketFactory = Callable[[int, int], socket.socket]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def family_of(ip: str) -> int:
@@ -133,289 +121,8 @@ class Pool:
         return b
 
 
-def reset_transport(transport: Any) -> None:
-    """Close ``transport``'s TCP connection with RST (SO_LINGER 0) instead of FIN."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-    transport.abort()
-
-
-# --- TCP ---------------------------------------------------------------------------------
-
-class _ClientSide(asyncio.Protocol):
-    """The accepted client connection; ``out`` is the backend's transport once connected.
-
-    Until then, data the client sends is kept in ``early`` (reading pauses once more than
-    :data:`EARLY_LIMIT` bytes are kept) and an EOF in ``eof``; both are forwarded on
-    connect.
-    """
-
-    __slots__ = ("frontend", "transport", "out", "peer", "backend", "eof", "closed", "early",
-                 "early_size", "src_ip", "src_port", "dialing")
-
-    def __init__(self, frontend: TcpFrontend) -> None:
-        self.frontend = frontend
-        self.transport: Any = None
-        self.out: Any = None
-        self.peer: _BackendSide | None = None
-        self.backend: Backend | None = None
-        self.eof = False
-        self.closed = False
-        self.early: list[bytes] = []
-        self.early_size = 0
-        self.src_ip = ""
-        self.src_port = 0
-        self.dialing: asyncio.Future[Any] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.frontend.accepted(self)
-
-    def data_received(self, data: bytes) -> None:
-        out = self.out
-        if out is None:
-            self.early.append(data)
-            self.early_size += len(data)
-            if self.early_size > EARLY_LIMIT:
-                self.transport.pause_reading()
-            return
-        out.write(data)
-        self.backend.bytes_in += len(data)  # type: ignore[union-attr]
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        peer = self.peer
-        if peer is None:
-            return True  # not connected yet: forwarded on connect
-        if peer.closed:
-            return False
-        if peer.eof:
-            self.transport.close()
-            self.out.close()
-            return True
-        self.out.write_eof()
-        return True
-
-    def connected(self, transport: Any, side: _BackendSide, backend: Backend) -> None:
-        """The backend is connected: forward what arrived early and start relaying."""
-        self.backend = backend
-        self.out = transport
-        self.peer = side
-        if self.early:
-            for data in self.early:
-                transport.write(data)
-            backend.bytes_in += self.early_size
-            if self.early_size > EARLY_LIMIT and not self.eof:
-                self.transport.resume_reading()
-            self.early = []
-        if self.eof:
-            transport.write_eof()
-
-    def pause_writing(self) -> None:
-        # The client is slower than the backend: stop reading the backend.
-        if self.out is not None:
-            self.out.pause_reading()
-
-    def resume_writing(self) -> None:
-        out = self.out
-        if out is not None and not out.is_closing():
-            out.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.frontend.clients.discard(self)
-        if self.dialing is not None:
-            self.dialing.cancel()
-        peer = self.peer
-        if peer is not None and not peer.closed:
-            if exc is None:
-                self.out.close()
-            else:
-                self.out.abort()
-
-
-class _BackendSide(asyncio.Protocol):
-    """The dialled backend connection; ``out`` is the client's transport."""
-
-    __slots__ = ("client", "backend", "transport", "out", "eof", "closed", "counted")
-
-    def __init__(self, client: _ClientSide, backend: Backend) -> None:
-        self.client = client
-        self.backend = backend
-        self.transport: Any = None
-        self.out: Any = client.transport
-        self.eof = False
-        self.closed = False
-        self.counted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.out.write(data)
-        self.backend.bytes_out += len(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        client = self.client
-        if client.closed:
-            return False
-        if client.eof:
-            self.transport.close()
-            self.out.close()
-            return True
-        self.out.write_eof()
-        return True
-
-    def pause_writing(self) -> None:
-        # The backend is slower than the client: stop reading the client.
-        self.out.pause_reading()
-
-    def resume_writing(self) -> None:
-        out = self.out
-        if not out.is_closing():
-            out.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.counted:
-            self.counted = False
-            self.backend.dest.active -= 1
-        client = self.client
-        if not client.closed and client.peer is self:
-            if exc is None:
-                self.out.close()
-            else:
-                self.out.abort()
-
-
-class TcpFrontend:
-    """One TCP listening socket of a service port.
-
-    ``pool`` and ``ranges`` may be replaced by the dataplane at any time; connections
-    already established keep their backend. ``ranges`` (load-balancer source ranges) is
-    empty for "any client"; a client outside every range is reset at once. ``clients``
-    holds every accepted connection not yet closed (dialling or relaying).
-
-    Dialling is callback driven (no coroutine per connection): each attempt is one task
-    running the loop's ``create_connection``, cancelled by a timer after that attempt's
-    timeout; its done callback relays, retries with the next timeout or resets the client.
-    """
-
-    __slots__ = ("loop", "ip", "port", "pool", "ranges", "new_socket", "timeouts",
-                 "server", "clients")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, ip: str, port: int, pool: Pool,
-                 new_socket: SocketFactory | None,
-                 timeouts: Sequence[float] = DIAL_TIMEOUTS) -> None:
-        self.loop = loop
-        self.ip, self.port = ip, port
-        self.pool = pool
-        self.ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-        # None: dial from this process's own namespace (create_connection with an IP
-        # literal never resolves names); otherwise sockets come from this factory.
-        self.new_socket = new_socket
-        self.timeouts = tuple(timeouts)
-        self.server: asyncio.AbstractServer | None = None
-        self.clients: set[_ClientSide] = set()
-
-    async def start(self, sock: socket.socket, backlog: int) -> None:
-        """Serve on the bound, listening socket ``sock`` (closed on failure)."""
-        try:
-            self.server = await self.loop.create_server(self._accept, sock=sock,
-                                                        backlog=backlog)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _accept(self) -> _ClientSide:
-        return _ClientSide(self)
-
-    def accepted(self, client: _ClientSide) -> None:
-        """A client connected: check its source, then dial."""
-        self.clients.add(client)
-        if self.ranges or self.pool.needs_source:
-            peer = client.transport.get_extra_info("peername")
-            if peer:
-                client.src_ip, client.src_port = peer[0], peer[1]
-            if self.ranges and not _in_ranges(client.src_ip, self.ranges):
-                reset_transport(client.transport)
-                return
-        self._dial(client, 0)
-
-    def _dial(self, client: _ClientSide, attempt: int) -> None:
-        b = self.pool.pick(client.src_ip, client.src_port, self.ip, attempt > 0)
-        if b is None:
-            reset_transport(client.transport)
-            return
-        loop = self.loop
-        b.dest.inactive += 1
-        factory = partial(_BackendSide, client, b)
-        if self.new_socket is None or b.ip.startswith("127.") or b.ip == "::1":
-            # Loopback endpoints (the API server behind ``kubernetes``) live in the
-            # host's namespace, where this process is.
-            task = loop.create_task(loop.create_connection(factory, b.ip, b.port,
-                                                           family=b.family))
-        else:
-            task = loop.create_task(self._connect_socket(factory, b))
-        client.dialing = task
-        timer = loop.call_later(self.timeouts[attempt], task.cancel)
-        task.add_done_callback(partial(self._dialed, client, b, attempt, timer))
-
-    async def _connect_socket(self, factory: Callable[[], _BackendSide], b: Backend
-                              ) -> tuple[Any, _BackendSide]:
-        sock = self.new_socket(b.family, socket.SOCK_STREAM)  # type: ignore[misc]
-        try:
-            sock.setblocking(False)
-            await self.loop.sock_connect(sock, (b.ip, b.port))
-            return await self.loop.create_connection(factory, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _dialed(self, client: _ClientSide, b: Backend, attempt: int,
-                timer: asyncio.TimerHandle, task: asyncio.Future[Any]) -> None:
-        timer.cancel()
-        b.dest.inactive -= 1
-        client.dialing = None
-        if task.cancelled() or task.exception() is not None:
-            if client.closed:
-                return
-            if attempt + 1 < len(self.timeouts):
-                self._dial(client, attempt + 1)
-            else:
-                reset_transport(client.transport)
-            return
-        transport, side = task.result()
-        b.dest.active += 1
-        side.counted = True
-        b.total += 1
-        if client.closed:
-            transport.close()
-            return
-        client.connected(transport, side, b)
-
-    def close_listener(self) -> None:
-        """Stop accepting; established connections and dials in flight go on."""
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-    def abort_all(self) -> None:
-        """Stop accepting and abort every connection of this frontend."""
-        self.close_listener()
-        for client in list(self.clients):
-            if client.dialing is not None:
-                client.dialing.cancel()
-            if client.peer is not None and not client.peer.closed:
-                client.peer.transport.abort()
-            if client.transport is not None:
-                client.transport.abort()
-
-
-def _in_ranges(ip: str, ranges: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def in_ranges(ip: str, ranges: Sequence[Network]) -> bool:
+    """Whether ``ip`` (an IPv4-mapped IPv6 address counts as IPv4) is in one of ``ranges``."""
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
@@ -478,7 +185,7 @@ class UdpFrontend(asyncio.DatagramProtocol):
         self.loop = loop
         self.ip, self.port = ip, port
         self.pool = pool
-        self.ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        self.ranges: tuple[Network, ...] = ()
         self.new_socket = new_socket
         self.idle_timeout = idle_timeout
         self.clock = clock
@@ -518,7 +225,7 @@ class UdpFrontend(asyncio.DatagramProtocol):
 
     def _open_flow(self, addr: Any) -> _Flow | None:
         src_ip, src_port = addr[0], addr[1]
-        if self.ranges and not _in_ranges(src_ip, self.ranges):
+        if self.ranges and not in_ranges(src_ip, self.ranges):
             return None
         for attempt in range(len(DIAL_TIMEOUTS)):
             b = self.pool.pick(src_ip, src_port, self.ip, attempt > 0)

@@ -4,7 +4,8 @@ Every frontend of a service port is a socket this process listens on; each accep
 connection (or each UDP client address) is relayed to an endpoint picked by an IPVS-style
 scheduler (:mod:`svcnet.proxy.schedulers`, ``rr`` by default or the service's
 ``svcnet.io/ipvs-scheduler``) with ClientIP affinity (:mod:`svcnet.proxy.affinity`).
-The byte relays live in :mod:`svcnet.proxy.dataplanes._relay`.
+TCP is relayed by :mod:`svcnet.proxy.dataplanes._tcp`, UDP and the endpoint pools
+live in :mod:`svcnet.proxy.dataplanes._relay`.
 
 Where frontends live
     With ``netns`` set (the netns pod runtime), *cluster-side* frontends — ClusterIPs,
@@ -34,8 +35,8 @@ Connections
     TCP: endpoints are dialled with kube-proxy's userspace timeouts (250 ms, 500 ms, 1 s,
     2 s), each failure moving on to the next endpoint the scheduler picks (affinity
     reset); after four failures the client gets an RST. Bytes a client sends before its
-    endpoint is connected are held (up to 64 KiB, then its reading pauses) and forwarded
-    on connect. On load-balancer frontends a client outside ``loadBalancerSourceRanges``
+    endpoint is connected stay in its socket (TCP flow control holds the client back)
+    and are relayed on connect. On load-balancer frontends a client outside ``loadBalancerSourceRanges``
     is reset at once (the kernel modes drop it). UDP: one connected socket per client
     address and endpoint, closed after
     ``udp_idle_timeout`` without a packet either way. ``status()`` and
@@ -78,11 +79,12 @@ from svcnet.proxy.dataplane import ProxyState
 from svcnet.proxy.dataplanes._relay import (
     DIAL_TIMEOUTS,
     Backend,
+    Network,
     Pool,
-    TcpFrontend,
     UdpFrontend,
     family_of,
 )
+from svcnet.proxy.dataplanes._tcp import TcpEngine, TcpFrontend
 from svcnet.proxy.endpoints import select_endpoints, verdict
 from svcnet.proxy.schedulers import Destination, make_scheduler
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
@@ -95,7 +97,6 @@ INTERNAL, EXTERNAL = "internal", "external"
 HOST = ""  # the ``where`` of a frontend in this process's own namespace
 NOFILE_TARGET = 64000  # kube-proxy's userspace mode raises RLIMIT_NOFILE to this
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # (protocol, ip, port, where): where is the netns name or HOST.
 Key = tuple[str, str, int, str]
 
@@ -224,6 +225,7 @@ class UserspaceDataplane:
         self._ns: NetnsSockets | None = None
         self._node: tuple[str, tuple[str, ...]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine: TcpEngine | None = None
         self.nofile = raise_nofile_limit()
 
     # --- sync ------------------------------------------------------------------------------
@@ -238,6 +240,8 @@ class UserspaceDataplane:
         :class:`UserspaceSyncError` is raised at the end, so a later full sync retries.
         """
         self._loop = asyncio.get_running_loop()
+        if self._engine is None:
+            self._engine = TcpEngine(self._loop)
         if self.netns is not None and self._ns is None:
             await self._ip("link", "set", "lo", "up")
             self._ns = NetnsSockets(self.netns)
@@ -502,10 +506,11 @@ class UserspaceDataplane:
             raise
         fe: TcpFrontend | UdpFrontend
         if proto == "TCP":
-            fe = TcpFrontend(self._loop, ip, port, pool,
+            assert self._engine is not None
+            fe = TcpFrontend(self._engine, ip, port, pool,
                              None if self.netns is None else dial, self.dial_timeouts)
             fe.ranges = ranges
-            await fe.start(sock, self.backlog)
+            fe.listen(sock)
         else:
             fe = UdpFrontend(self._loop, ip, port, pool, dial, self.udp_idle_timeout,
                              self.clock)
@@ -624,6 +629,9 @@ class UserspaceDataplane:
         self._addr_refs.clear()
         self._node = None
         await self._remove_addresses(sorted(self._added))
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         if self._ns is not None:
             self._ns.close()
             self._ns = None

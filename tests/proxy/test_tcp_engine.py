@@ -1,0 +1,81 @@
+"""The TCP relay engine's own mechanics: the dial-timeout queues and deferred closes.
+
+Relaying itself is tested against the kernel in ``test_userspace.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+
+from svcnet.proxy.dataplanes._tcp import TcpEngine
+
+
+def test_after_calls_back_in_order_with_one_timer_per_delay() -> None:
+    async def main() -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        engine = TcpEngine(loop)
+        fired: list[tuple[str, int]] = []
+        t0 = loop.time()
+        times: list[float] = []
+
+        def cb(name: str) -> Callable[[int], None]:
+            def fire(token: int) -> None:
+                fired.append((name, token))
+                times.append(loop.time() - t0)
+            return fire
+
+        engine.after(0.10, cb("slow"), 1)
+        engine.after(0.02, cb("fast"), 2)
+        await asyncio.sleep(0.01)
+        engine.after(0.02, cb("fast"), 3)
+        engine.after(0.10, cb("slow"), 4)
+        assert len(engine._timeouts) == 2
+        await asyncio.sleep(0.2)
+        engine.close()
+        assert times[0] >= 0.02 and times[-1] >= 0.11
+        return fired
+
+    assert asyncio.run(main()) == [("fast", 2), ("fast", 3), ("slow", 1), ("slow", 4)]
+
+
+def test_a_socket_released_during_a_batch_is_closed_after_it() -> None:
+    """A descriptor number must not be reused while events for it may still be pending
+    in the batch being handled."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        engine = TcpEngine(loop)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        seen: list[bool] = []
+
+        def handler(events: int) -> None:
+            engine.release(a)
+            seen.append(a.fileno() >= 0)  # still open inside the batch
+
+        engine.watch(a, handler)
+        b.send(b"x")
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if seen:
+                break
+        assert seen == [True]
+        assert a.fileno() == -1  # closed once the batch ended
+        b.close()
+        engine.close()
+
+    asyncio.run(main())
+
+
+def test_close_stops_watching_and_leaves_no_descriptor() -> None:
+    async def main() -> None:
+        before = len(os.listdir("/proc/self/fd"))
+        engine = TcpEngine(asyncio.get_running_loop())
+        engine.after(5.0, lambda token: None, 1)
+        engine.close()
+        assert len(os.listdir("/proc/self/fd")) == before
+        assert not engine._timeouts
+
+    asyncio.run(main())
