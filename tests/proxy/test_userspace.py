@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -617,3 +618,63 @@ def test_many_short_connections_leave_nothing_behind(netns: str, loop: str) -> N
         await wait_for(lambda: not backend.conns)
         await wait_for(lambda: len(os.listdir("/proc/self/fd")) <= fds_before)
     with_dataplane(netns, body, loop)
+
+
+_GREETER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8080))
+s.listen(128)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"ok\\n")
+    c.close()
+"""
+
+
+def test_out_of_descriptors_pauses_accepting_without_spinning_or_losing_clients(
+        netns: str) -> None:
+    """With no descriptor left the listener is left alone for a moment instead of being
+    retried in a busy loop; the waiting clients are served once descriptors are back."""
+    # The endpoint runs in a process of its own, so only the proxy runs out.
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", _GREETER,
+                             EP_IPS[0]], stdout=subprocess.PIPE)
+
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        loop = asyncio.get_running_loop()
+        clients = []
+        for _ in range(5):
+            c = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+            c.bind((CLIENT, 0))
+            c.setblocking(False)
+            clients.append(c)
+        "10.96.0.10".encode("idna")  # loaded lazily by sock_connect: load it now
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            for c in clients:
+                await loop.sock_connect(c, ("10.96.0.10", 80))  # completes in the backlog
+            cpu0 = time.process_time()
+            await asyncio.sleep(0.5)
+            spent = time.process_time() - cpu0
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert spent < 0.25, f"{spent:.2f} s of CPU in 0.5 s: accepting was retried busily"
+        replies = await asyncio.wait_for(
+            asyncio.gather(*(loop.sock_recv(c, 16) for c in clients)), 5)
+        assert replies == [b"ok\n"] * 5
+        for c in clients:
+            c.close()
+        await wait_for(lambda: endpoint_status(dp, spn())[f"{EP_IPS[0]}:8080"]["total"] == 5)
+
+    try:
+        with_dataplane(netns, body)
+    finally:
+        proc.kill()
+        proc.wait()
