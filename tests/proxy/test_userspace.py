@@ -587,7 +587,7 @@ def test_a_client_leaving_while_dialling_ends_the_dial(netns: str) -> None:
         await wait_for(lambda: endpoint_status(dp, spn())["10.244.0.2:8080"]["inactive"] == 0)
         assert time.monotonic() - t0 < 1.0  # not the 5 s dial timeout
         (fe,) = dp._ports[spn()].frontends.values()
-        assert not fe.clients  # type: ignore[union-attr]
+        assert not fe.clients
     with_dataplane(netns, body, dial_timeouts=(5.0,))
 
 
