@@ -31,6 +31,7 @@ import pytest
 from svcnet._util.netns import socket_in_netns
 from svcnet.proxy import dataplane
 from svcnet.proxy.dataplane import ProxyState
+from svcnet.proxy.dataplanes._tcp import TcpFrontend
 from svcnet.proxy.dataplanes.userspace import UserspaceDataplane
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo
 from tests.proxy.userspace_support import (
@@ -498,6 +499,7 @@ def test_process_mode_serves_loopback_only() -> None:
 PRIVILEGED_PORT_SCRIPT = """
 import asyncio, json, sys
 from svcnet.proxy.dataplane import ProxyState
+from svcnet.proxy.dataplanes._tcp import TcpFrontend
 from svcnet.proxy.dataplanes.userspace import UserspaceDataplane
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
 
@@ -587,7 +589,7 @@ def test_a_client_leaving_while_dialling_ends_the_dial(netns: str) -> None:
         await wait_for(lambda: endpoint_status(dp, spn())["10.244.0.2:8080"]["inactive"] == 0)
         assert time.monotonic() - t0 < 1.0  # not the 5 s dial timeout
         (fe,) = dp._ports[spn()].frontends.values()
-        assert not fe.clients
+        assert isinstance(fe, TcpFrontend) and not fe.clients
     with_dataplane(netns, body, dial_timeouts=(5.0,))
 
 
