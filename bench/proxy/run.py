@@ -8,7 +8,8 @@ Measures
   ClusterIP on a loopback VIP (127.96.0.10) round robin over the same backends. ``wrk``
   (``-t1 -c50 -d<seconds>s --latency``) drives each proxy alternately for ``--rounds``
   rounds, with keep-alive and with a new connection per request
-  (``Connection: close``). Requests/s and p99 per round, medians, svcnet/haproxy ratios.
+  (``Connection: close``). Requests/s, p99 and each proxy's CPU time per request (user
+  and system, from /proc) per round; medians and svcnet/haproxy ratios.
 * sync time: a dataplane holding ``--services`` service ports (10,000 listeners on
   loopback VIPs 127.96.x.y, two endpoints each) syncs one endpoint change; the median of
   ``--changes`` such syncs (and the initial and a no-change full sync, once each).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import resource
 import shutil
@@ -174,6 +176,13 @@ def serve_svcnet(vip: str, port: int, backends: list[int]) -> None:
     uvloop.run(main())
 
 
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by process ``pid`` (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 # --- wrk -----------------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -310,6 +319,7 @@ def main() -> int:
                 wait_port(VIP, sport, procs[-1], "svcnet")
                 urls = {"haproxy": f"http://127.0.0.1:{hport}/",
                         "svcnet": f"http://{VIP}:{sport}/"}
+                pids = {"haproxy": procs[-2].pid, "svcnet": procs[-1].pid}
                 print(f"nginx x{len(backends)} on {backends}; haproxy {urls['haproxy']} "
                       f"(nbthread {args.haproxy_threads}); svcnet {urls['svcnet']} "
                       f"(userspace, uvloop); wrk -t1 -c{args.connections} "
@@ -320,11 +330,18 @@ def main() -> int:
                     for mode in ("keep-alive", "per-connection"):
                         order = ("haproxy", "svcnet") if r % 2 == 0 else ("svcnet", "haproxy")
                         for name in order:
+                            cpu0 = process_cpu(pids[name])
                             res = run_wrk(urls[name], args.seconds, mode != "keep-alive",
                                           args.connections)
+                            cpu1 = process_cpu(pids[name])
+                            n = max(res["rps"] * args.seconds, 1.0)
+                            res["user_us"] = (cpu1[0] - cpu0[0]) / n * 1e6
+                            res["sys_us"] = (cpu1[1] - cpu0[1]) / n * 1e6
                             results[mode][name].append(res)
                             print(f"round {r + 1} {mode:14} {name:8} "
-                                  f"{res['rps']:10.0f} req/s  p99 {res['p99_ms']:8.2f} ms"
+                                  f"{res['rps']:10.0f} req/s  p99 {res['p99_ms']:8.2f} ms  "
+                                  f"CPU/req user {res['user_us']:5.2f} us "
+                                  f"sys {res['sys_us']:5.2f} us"
                                   + (f"  errors: {res['errors']}" if res["errors"] else ""),
                                   flush=True)
             if not args.skip_sync:
@@ -350,6 +367,11 @@ def main() -> int:
         print(f"| {mode} req/s (median of {len(by['svcnet'])}) | {h:.0f} | {s:.0f} | "
               f"{s / h:.2f}x |")
         print(f"| {mode} p99 ms (median) | {hp:.2f} | {sp:.2f} | {sp / hp:.2f}x |")
+        for part in ("user", "sys"):
+            hc = statistics.median(x[f"{part}_us"] for x in by["haproxy"])
+            sc = statistics.median(x[f"{part}_us"] for x in by["svcnet"])
+            print(f"| {mode} {part} CPU us/request (median) | {hc:.2f} | {sc:.2f} | "
+                  f"{sc / hc:.2f}x |")
     if sync is not None:
         print(f"| sync, one endpoint change at {args.services} services (median of "
               f"{len(sync['change_ms'])}) | | {sync['median_change_ms']:.2f} ms | |")
