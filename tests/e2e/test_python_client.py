@@ -106,13 +106,17 @@ def test_crud_and_watch(api: client.ApiClient, pyns: str, case: Case) -> None:
     list_verb = "list" if case.namespaced or case.suffix != "namespace" else "list"
     seen: list[tuple[str, str]] = []
     started = threading.Event()
+    # Watch from a resourceVersion taken now, so every change below is seen however late
+    # the watch request reaches the server.
+    since = call(api, case, "list", *ns_args, label_selector="suite=py").metadata.resource_version
 
     def watcher() -> None:
         w = watch.Watch()
         target = getattr(getattr(client, case.api)(api), f"{list_verb}_{case.suffix}")
         started.set()
         for ev in w.stream(target, *ns_args, label_selector="suite=py",
-                           field_selector=f"metadata.name={name}", timeout_seconds=10):
+                           field_selector=f"metadata.name={name}", timeout_seconds=10,
+                           resource_version=since):
             seen.append((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 w.stop()

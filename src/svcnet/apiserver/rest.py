@@ -22,7 +22,7 @@ from typing import Any
 from svcnet.apiserver import objects
 from svcnet.apiserver.allocators import ServiceAllocator
 from svcnet.apiserver.objects import Obj, meta, store_key, store_prefix
-from svcnet.model import defaulting, errors, kinds, patch, schema, selectors, validation
+from svcnet.model import defaulting, errors, kinds, patch, schema, selectors, taints, validation
 from svcnet.model.kinds import ResourceInfo
 from svcnet.store import base as store_base
 from svcnet.store.base import Preconditions, Storage
@@ -305,6 +305,7 @@ class Registry:
             spec = obj.setdefault("spec", {})
             spec.setdefault("serviceAccountName", "default")
             spec.setdefault("serviceAccount", spec["serviceAccountName"])
+            taints.add_default_tolerations(spec)  # DefaultTolerationSeconds
         elif r.resource == "services":
             obj["status"] = {"loadBalancer": {}}
         elif r.resource == "replicasets":
@@ -508,9 +509,13 @@ class Registry:
 
     async def _finish_deletion_if_done(self, r: ResourceInfo, ns: str | None, name: str,
                                        obj: Obj) -> Obj:
-        """An object being deleted goes away once its last finalizer is removed."""
+        """An object being deleted goes away once its last finalizer is removed — but
+        not a pod still in its grace period (``deletionGracePeriodSeconds`` > 0): updates
+        to it (the node agent's status reports while it stops, a condition patch) must
+        not end it early; its node's final delete does."""
         m = obj.get("metadata") or {}
-        if not m.get("deletionTimestamp") or m.get("finalizers"):
+        if not m.get("deletionTimestamp") or m.get("finalizers") \
+                or m.get("deletionGracePeriodSeconds"):
             return obj
         if r is NAMESPACES and (obj.get("spec") or {}).get("finalizers"):
             return obj

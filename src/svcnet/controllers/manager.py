@@ -34,6 +34,7 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
     from svcnet.controllers.replicaset import ReplicaSetController
     from svcnet.controllers.scheduler import Scheduler
     from svcnet.controllers.servicelb import DEFAULT_POOL, ServiceLBController
+    from svcnet.controllers.tainteviction import TaintEvictionController
 
     def rec(component: str) -> EventRecorder:
         return EventRecorder(client, component, host)
@@ -51,6 +52,7 @@ def build_controllers(client: APIClient, factory: InformerFactory, host: str,
                             pool=lb_pool or DEFAULT_POOL),
         NodeLifecycleController(client, factory, rec("node-controller"),
                                 grace_period=node_grace, monitor_period=node_monitor_period),
+        TaintEvictionController(client, factory, rec("taint-eviction-controller")),
     ]
 
 

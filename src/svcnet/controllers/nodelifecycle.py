@@ -13,7 +13,9 @@ looks at each Node's newest sign of life; when none came for ``grace_period`` se
   sending clients to it.
 
 When the agent comes back it reports ``Ready=True`` itself; the controller then removes the
-unreachable taints (the agent re-reports its pods' readiness). Pods are not evicted.
+unreachable taints (the agent re-reports its pods' readiness). Pods are evicted by
+:mod:`svcnet.controllers.tainteviction` once their toleration of the NoExecute taint
+(300 s by default) runs out.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A simple scheduler: binds each unassigned pod to a ready node.
 
-Choice (pure, :func:`choose_node`): nodes that are Ready, schedulable and match the pod's
-``nodeSelector``; among them the one running the fewest pods (ties by name), so replicas
-spread. A pod that fits nowhere gets ``PodScheduled=False`` (reason ``Unschedulable``)
+Choice (pure, :func:`choose_node`): nodes that are Ready, schedulable, match the pod's
+``nodeSelector`` and have no ``NoSchedule``/``NoExecute`` taint the pod does not
+tolerate; among them the one running the fewest pods (ties by name), so replicas spread. A pod that fits nowhere gets ``PodScheduled=False`` (reason ``Unschedulable``)
 and a ``FailedScheduling`` event, and is retried when nodes change.
 """
 
@@ -16,7 +16,7 @@ from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
 from svcnet.informer.cache import split_key
 from svcnet.informer.shared import InformerFactory
-from svcnet.model import errors, kinds
+from svcnet.model import errors, kinds, taints
 
 Obj = dict[str, Any]
 PODS = kinds.require("", "pods")
@@ -48,9 +48,15 @@ def _fits(pod: Obj, node: Obj) -> str:
     if (node.get("spec") or {}).get("unschedulable"):
         return "node(s) were unschedulable"
     labels = (node.get("metadata") or {}).get("labels") or {}
-    for k, v in ((pod.get("spec") or {}).get("nodeSelector") or {}).items():
+    spec = pod.get("spec") or {}
+    for k, v in (spec.get("nodeSelector") or {}).items():
         if labels.get(k) != v:
             return "node(s) didn't match Pod's node affinity/selector"
+    bad = taints.untolerated(spec.get("tolerations") or [],
+                             (node.get("spec") or {}).get("taints") or [])
+    if bad:
+        t = bad[0]
+        return f"node(s) had untolerated taint {{{t.get('key')}: {t.get('value') or ''}}}"
     return ""
 
 
