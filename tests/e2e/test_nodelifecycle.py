@@ -4,6 +4,7 @@ them; the agent resumes and everything comes back."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -75,3 +76,40 @@ def test_a_silent_node_takes_its_pods_out_of_service(cluster: APIServerProcess) 
     wait_for("taints removed", lambda: not get_json(cluster, "node", node_name)["spec"].get(
         "taints"))
     wait_for("endpoints ready again", lambda: addresses(cluster, "web") == (2, 0), 20)
+
+
+def test_pods_of_a_silent_node_are_evicted_when_their_toleration_runs_out(
+        cluster: APIServerProcess) -> None:
+    """A pod tolerating the unreachable taint for 2 s is deleted 2 s after the node goes
+    silent and its ReplicaSet makes a replacement, which waits for a ready node; when the
+    agent comes back it stops the evicted pod and starts the replacement."""
+    ok(cluster, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "brief"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "brief"}},
+                 "template": {"metadata": {"labels": {"app": "brief"}}, "spec": {
+                     "tolerations": [{"key": "node.kubernetes.io/unreachable",
+                                      "operator": "Exists", "effect": "NoExecute",
+                                      "tolerationSeconds": 2}],
+                     "containers": [{"name": "kuard",
+                                     "image": "gcr.io/kuar-demo/kuard-amd64:blue"}]}}}}))
+    (first,) = running_pods(cluster, "app=brief", 1)
+    old = first["metadata"]["name"]
+    assert cluster.agent is not None
+    os.kill(cluster.agent.pid, signal.SIGSTOP)
+    try:
+        evicted = wait_for("the pod evicted", lambda: (
+            p if (p := get_json(cluster, "pod", old))["metadata"].get("deletionTimestamp")
+            else None), 30)
+        assert any(c["type"] == "DisruptionTarget" and c["reason"] == "DeletionByTaintManager"
+                   for c in evicted["status"]["conditions"])
+        wait_for("a replacement waiting for a ready node", lambda: [
+            p for p in get_json(cluster, "pods", "-l", "app=brief")["items"]
+            if p["metadata"]["name"] != old and not p["spec"].get("nodeName")])
+    finally:
+        os.kill(cluster.agent.pid, signal.SIGCONT)
+    wait_for("the evicted pod gone", lambda: old not in {
+        p["metadata"]["name"] for p in get_json(cluster, "pods", "-l", "app=brief")["items"]},
+        30)
+    (new,) = running_pods(cluster, "app=brief", 1)
+    assert new["metadata"]["name"] != old
+    ok(cluster, "delete", "deployment", "brief")
