@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from svcnet.controllers.nodelifecycle import (
+    NOT_READY,
     UNREACHABLE,
     last_sign_of_life,
+    lifecycle_taints,
     parse_time,
     unknown_conditions,
-    with_unreachable_taints,
 )
 
 
@@ -45,9 +46,13 @@ def test_conditions_become_unknown_keeping_transition_times_of_unknown_ones() ->
     assert out[0]["message"] == "Kubelet stopped posting node status."
 
 
-def test_unreachable_taints_are_added_once() -> None:
+def test_condition_taints_are_added_once_swapped_and_removed() -> None:
     other = {"key": "dedicated", "effect": "NoSchedule", "value": "x"}
-    once = with_unreachable_taints([other], "now")
+    once = lifecycle_taints([other], UNREACHABLE, "now")
     assert once == [other, {"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": "now"},
                     {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "now"}]
-    assert with_unreachable_taints(once, "later") == once
+    assert lifecycle_taints(once, UNREACHABLE, "later") == once
+    swapped = lifecycle_taints(once, NOT_READY, "later")
+    assert swapped == [other, {"key": NOT_READY, "effect": "NoSchedule", "timeAdded": "later"},
+                       {"key": NOT_READY, "effect": "NoExecute", "timeAdded": "later"}]
+    assert lifecycle_taints(swapped, None, "end") == [other]

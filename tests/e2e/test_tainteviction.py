@@ -121,3 +121,21 @@ def test_the_scheduler_keeps_pods_off_untolerated_taints(cluster: APIServerProce
                  "containers": [{"name": "c", "image": "busybox"}]}}))
     wait_for("tolerant bound", lambda: get_json(cluster, "pod", "tolerant")["spec"].get(
         "nodeName") == "dedicated", timeout=10)
+
+
+def test_a_node_reporting_not_ready_gets_the_not_ready_taints(
+        cluster: APIServerProcess) -> None:
+    body = json.loads(node("sick", []))
+    body["status"]["conditions"][0].update(status="False", reason="KubeletNotReady")
+    ok(cluster, "apply", "-f", "-", input=json.dumps(body))
+
+    def condition_taints() -> set[tuple[str, str]]:
+        return {(t["key"], t["effect"])
+                for t in get_json(cluster, "node", "sick")["spec"].get("taints") or []}
+
+    wait_for("not-ready taints", lambda: condition_taints() == {
+        ("node.kubernetes.io/not-ready", "NoSchedule"),
+        ("node.kubernetes.io/not-ready", "NoExecute")}, timeout=15)
+    body["status"]["conditions"][0].update(status="True", reason="KubeletReady")
+    ok(cluster, "replace", "--subresource=status", "-f", "-", input=json.dumps(body))
+    wait_for("taints removed", lambda: not condition_taints(), timeout=15)

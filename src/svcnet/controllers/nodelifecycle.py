@@ -12,10 +12,11 @@ looks at each Node's newest sign of life; when none came for ``grace_period`` se
   endpoint controllers move it to not-ready addresses and the service proxy and DNS stop
   sending clients to it.
 
-When the agent comes back it reports ``Ready=True`` itself; the controller then removes the
-unreachable taints (the agent re-reports its pods' readiness). Pods are evicted by
-:mod:`svcnet.controllers.tainteviction` once their toleration of the NoExecute taint
-(300 s by default) runs out.
+A node whose agent reports ``Ready=False`` gets the ``node.kubernetes.io/not-ready``
+taints instead (NoSchedule and NoExecute). When the agent comes back it reports
+``Ready=True`` itself; the controller then removes the taints (the agent re-reports its
+pods' readiness). Pods are evicted by :mod:`svcnet.controllers.tainteviction` once their
+toleration of the NoExecute taint (300 s by default) runs out.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
 from svcnet.informer.shared import InformerFactory
 from svcnet.model import errors, kinds
+from svcnet.model import taints as taints_model
 
 Obj = dict[str, Any]
 NODES = kinds.require("", "nodes")
 PODS = kinds.require("", "pods")
 LEASES = kinds.require("coordination.k8s.io", "leases")
-UNREACHABLE = "node.kubernetes.io/unreachable"
+UNREACHABLE = taints_model.UNREACHABLE
+NOT_READY = taints_model.NOT_READY
+_CONDITION_TAINTS = (UNREACHABLE, NOT_READY)
 GRACE_PERIOD = 40.0
 MONITOR_PERIOD = 5.0
 
@@ -85,10 +89,16 @@ def unknown_conditions(node: Obj, now: str) -> list[Obj]:
     return out
 
 
-def with_unreachable_taints(taints: list[Obj], now: str) -> list[Obj]:
-    have = {(t.get("key"), t.get("effect")) for t in taints}
-    return taints + [{"key": UNREACHABLE, "effect": e, "timeAdded": now}
-                     for e in ("NoSchedule", "NoExecute") if (UNREACHABLE, e) not in have]
+def lifecycle_taints(taints: list[Obj], key: str | None, now: str) -> list[Obj]:
+    """``taints`` with the node-condition taints set to ``key``'s NoSchedule and
+    NoExecute pair (``UNREACHABLE`` or ``NOT_READY``; ``None``: neither): the other key's
+    are removed, existing ones keep their ``timeAdded``, other taints are kept."""
+    out = [t for t in taints if t.get("key") not in _CONDITION_TAINTS or t.get("key") == key]
+    if key is not None:
+        have = {(t.get("key"), t.get("effect")) for t in out}
+        out += [{"key": key, "effect": e, "timeAdded": now}
+                for e in ("NoSchedule", "NoExecute") if (key, e) not in have]
+    return out
 
 
 class NodeLifecycleController(Controller):
@@ -132,15 +142,22 @@ class NodeLifecycleController(Controller):
             seen = self._first_seen.setdefault(key, now)
         silent = now - seen > self.grace_period
         taints = list((node.get("spec") or {}).get("taints") or [])
-        tainted = any(t.get("key") == UNREACHABLE for t in taints)
+        ready = ready_status(node)
         if silent:
-            if ready_status(node) != "Unknown":
+            if ready != "Unknown":
                 await self._mark_unknown(node)
-            if not tainted:
-                await self._patch_taints(name, with_unreachable_taints(taints, _now_text()))
-        elif tainted and ready_status(node) == "True":
-            await self._patch_taints(name, [t for t in taints if t.get("key") != UNREACHABLE])
-            self.log.info("node %s is reachable again", name)
+            want: str | None = UNREACHABLE
+        elif ready == "False":
+            want = NOT_READY
+        elif ready == "True":
+            want = None
+        else:
+            return  # not reported yet (or not since it came back): leave the taints
+        new = lifecycle_taints(taints, want, _now_text())
+        if new != taints:
+            await self._patch_taints(name, new)
+            if want is None:
+                self.log.info("node %s is ready again", name)
 
     async def _mark_unknown(self, node: Obj) -> None:
         name = node["metadata"]["name"]
