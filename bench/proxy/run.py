@@ -10,6 +10,9 @@ Measures
   rounds, with keep-alive and with a new connection per request
   (``Connection: close``). Requests/s, p99 and each proxy's CPU time per request (user
   and system, from /proc) per round; medians and svcnet/haproxy ratios.
+* UDP: DNS queries (dnsperf) to a private dnsmasq directly and through svcnet's UDP
+  frontend (ClusterIP 127.96.0.10 in front of it), alternately; the ratio is what relaying
+  costs (no UDP anchor proxy in Debian's haproxy). Needs dnsperf and dnsmasq.
 * sync time: a dataplane holding ``--services`` service ports (10,000 listeners on
   loopback VIPs 127.96.x.y, two endpoints each) syncs one endpoint change; the median of
   ``--changes`` such syncs (and the initial and a no-change full sync, once each).
@@ -139,16 +142,18 @@ backend be
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_svcnet(port: int, backends: list[int]) -> subprocess.Popen[bytes]:
+def start_svcnet(port: int, backends: list[int], protocol: str = "TCP"
+                 ) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(Path(__file__).resolve()), "serve-svcnet",
-            "--vip", VIP, "--port", str(port),
+            "--vip", VIP, "--port", str(port), "--protocol", protocol,
             "--backends", ",".join(str(p) for p in backends)]
     return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=None)
 
 
-def one_service_state(vip: str, port: int, backends: list[int]) -> ProxyState:
-    name = ServicePortName("bench", "web", "http", "TCP")
+def one_service_state(vip: str, port: int, backends: list[int], protocol: str = "TCP"
+                      ) -> ProxyState:
+    name = ServicePortName("bench", "web", "http", protocol)
     info = ServicePortInfo(name, "ClusterIP", (vip,), port)
     eps = tuple(sorted((EndpointInfo("127.0.0.1", p) for p in backends),
                        key=lambda e: e.address))
@@ -156,7 +161,7 @@ def one_service_state(vip: str, port: int, backends: list[int]) -> ProxyState:
                       endpoints={name: eps})
 
 
-def serve_svcnet(vip: str, port: int, backends: list[int]) -> None:
+def serve_svcnet(vip: str, port: int, backends: list[int], protocol: str = "TCP") -> None:
     """The svcnet proxy process: one service port, until stdin closes or SIGTERM."""
     import uvloop
 
@@ -166,7 +171,7 @@ def serve_svcnet(vip: str, port: int, backends: list[int]) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         dp = UserspaceDataplane(netns=None)
-        state = one_service_state(vip, port, backends)
+        state = one_service_state(vip, port, backends, protocol)
         await dp.sync(state, set(state.services), full=True)
         try:
             await stop.wait()
@@ -209,6 +214,56 @@ def run_wrk(url: str, seconds: int, close: bool, connections: int = 50) -> dict[
             "p99_ms": _ms(p99.group(1)) if p99 else float("nan"),
             "errors": (errors.group(1) if errors else "") +
                       (f" non2xx {non2xx.group(1)}" if non2xx else "")}
+
+
+# --- UDP -----------------------------------------------------------------------------------
+
+UDP_VIP_PORT = 53
+
+
+def measure_udp(d: Path, seconds: int, rounds: int, procs: list[subprocess.Popen[bytes]]
+                ) -> dict[str, list[float]]:
+    """DNS queries/s from dnsperf (4 client sockets, 100 in flight) to a private dnsmasq
+    directly and through svcnet's UDP frontend (a ClusterIP on 127.96.0.10), alternately;
+    plus svcnet's CPU time per query. Started processes are appended to ``procs``."""
+    root = d / "dnsmasq"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    d.chmod(0o711)  # dnsmasq reads its hosts file as nobody
+    (root / "hosts").write_text("10.0.0.1 web.bench.svc.cluster.local\n")
+    (root / "hosts").chmod(0o644)
+    queries = d / "queries"
+    queries.write_text("web.bench.svc.cluster.local A\n")
+    dport, sport = free_port(), free_port()
+    procs.append(subprocess.Popen(
+        ["dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+         f"--addn-hosts={root / 'hosts'}", f"--port={dport}", "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--keep-in-foreground", f"--pid-file={root / 'pid'}",
+         "--cache-size=1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+    procs.append(start_svcnet(sport, [dport], "UDP"))
+    proxy = procs[-1]
+    time.sleep(1.0)
+    targets = {"direct": ("127.0.0.1", dport), "svcnet": (VIP, sport)}
+    out: dict[str, list[float]] = {"direct": [], "svcnet": [], "svcnet_cpu_us": []}
+    for r in range(rounds):
+        order = ("direct", "svcnet") if r % 2 == 0 else ("svcnet", "direct")
+        for name in order:
+            host, port = targets[name]
+            cpu0 = process_cpu(proxy.pid)
+            text = subprocess.run(
+                ["dnsperf", "-s", host, "-p", str(port), "-d", str(queries), "-l",
+                 str(seconds), "-c", "4", "-q", "100"],
+                capture_output=True, text=True, timeout=seconds + 60).stdout
+            cpu1 = process_cpu(proxy.pid)
+            m = re.search(r"Queries per second:\s+([0-9.]+)", text)
+            qps = float(m.group(1)) if m else 0.0
+            out[name].append(qps)
+            if name == "svcnet" and qps:
+                out["svcnet_cpu_us"].append(
+                    (cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / (qps * seconds) * 1e6)
+            print(f"round {r + 1} udp dns       {name:8} {qps:10.0f} queries/s", flush=True)
+    return out
 
 
 # --- sync at scale -------------------------------------------------------------------------
@@ -280,6 +335,7 @@ def main() -> int:
     sv.add_argument("--vip", default=VIP)
     sv.add_argument("--port", type=int, required=True)
     sv.add_argument("--backends", required=True)
+    sv.add_argument("--protocol", default="TCP", choices=("TCP", "UDP"))
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=50)
@@ -288,10 +344,12 @@ def main() -> int:
     ap.add_argument("--haproxy-threads", type=int, default=1)
     ap.add_argument("--skip-sync", action="store_true")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-udp", action="store_true")
     args = ap.parse_args()
     if args.cmd == "serve-svcnet":
         raise_nofile()
-        serve_svcnet(args.vip, args.port, [int(p) for p in args.backends.split(",")])
+        serve_svcnet(args.vip, args.port, [int(p) for p in args.backends.split(",")],
+                     args.protocol)
         return 0
 
     missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -304,6 +362,7 @@ def main() -> int:
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         m: {"haproxy": [], "svcnet": []} for m in ("keep-alive", "per-connection")}
     sync: dict[str, Any] | None = None
+    udp: dict[str, list[float]] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="svcnet-bench-proxy-") as tmp:
             d = Path(tmp)
@@ -344,6 +403,12 @@ def main() -> int:
                                   f"sys {res['sys_us']:5.2f} us"
                                   + (f"  errors: {res['errors']}" if res["errors"] else ""),
                                   flush=True)
+            if not args.skip_udp:
+                if shutil.which("dnsperf") and shutil.which("dnsmasq"):
+                    udp = measure_udp(d, args.seconds, args.rounds, procs)
+                else:
+                    print("bench/proxy: UDP skipped: needs dnsperf and dnsmasq "
+                          "(apt-get install dnsperf dnsmasq-base)", flush=True)
             if not args.skip_sync:
                 sync = measure_sync(args.services, args.changes, backends)
                 print(f"sync at {args.services} services ({sync['listeners']} listeners): "
@@ -372,6 +437,14 @@ def main() -> int:
             sc = statistics.median(x[f"{part}_us"] for x in by["svcnet"])
             print(f"| {mode} {part} CPU us/request (median) | {hc:.2f} | {sc:.2f} | "
                   f"{sc / hc:.2f}x |")
+    if udp is not None and udp["direct"] and udp["svcnet"]:
+        direct, proxied = statistics.median(udp["direct"]), statistics.median(udp["svcnet"])
+        print(f"| UDP DNS queries/s, direct to dnsmasq vs through svcnet (median of "
+              f"{len(udp['svcnet'])}) | {direct:.0f} (direct) | {proxied:.0f} | "
+              f"{proxied / direct:.2f}x |")
+        if udp["svcnet_cpu_us"]:
+            print(f"| UDP svcnet CPU us/query (median) | | "
+                  f"{statistics.median(udp['svcnet_cpu_us']):.2f} | |")
     if sync is not None:
         print(f"| sync, one endpoint change at {args.services} services (median of "
               f"{len(sync['change_ms'])}) | | {sync['median_change_ms']:.2f} ms | |")
