@@ -10,6 +10,9 @@ import os
 import socket
 from collections.abc import Callable
 
+import pytest
+
+from svcnet.proxy.dataplanes import _tcp
 from svcnet.proxy.dataplanes._tcp import TcpEngine
 
 
@@ -79,3 +82,38 @@ def test_close_stops_watching_and_leaves_no_descriptor() -> None:
         assert not engine._timeouts
 
     asyncio.run(main())
+
+
+def test_a_callback_adding_to_its_own_queue_leaves_one_timer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dial timing out re-dials with the next timeout, which may be the same one: the
+    queue must still have a single timer, not one more per re-add."""
+    fires = 0
+    original = _tcp._TimeoutQueue._fire
+
+    def counting(self: _tcp._TimeoutQueue) -> None:
+        nonlocal fires
+        fires += 1
+        original(self)
+
+    monkeypatch.setattr(_tcp._TimeoutQueue, "_fire", counting)
+
+    async def main() -> int:
+        engine = TcpEngine(asyncio.get_running_loop())
+        calls = 0
+
+        def again(token: int) -> None:
+            nonlocal calls
+            calls += 1
+            if calls < 20:
+                engine.after(0.005, again, token)
+
+        engine.after(0.005, again, 1)
+        await asyncio.sleep(0.5)
+        (queue,) = engine._timeouts.values()
+        assert queue.timer is None and not queue.entries
+        engine.close()
+        return calls
+
+    assert asyncio.run(main()) == 20
+    assert fires <= 21, f"{fires} timer firings for 20 callbacks"

@@ -680,3 +680,25 @@ def test_out_of_descriptors_pauses_accepting_without_spinning_or_losing_clients(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_bytes_after_urgent_data_are_not_held_back(netns: str) -> None:
+    """A read stops at TCP's urgent mark, so a short read does not mean an empty socket:
+    what follows urgent data is relayed without waiting for the client's next send. (The
+    urgent byte itself is not relayed, as with kube-proxy's userspace mode.)"""
+    async def body(dp: UserspaceDataplane, bk: Backends) -> None:
+        backend = await bk.start(EP_IPS[0], 8080, greet=False)
+        await synced(dp, state((info(spn()), eps(EP_IPS[0]))))
+        reader, writer = await open_tcp(netns, CLIENT, "10.96.0.10", 80)
+        writer.write(b"start\n")
+        assert await asyncio.wait_for(reader.readline(), 2) == b"start\n"  # relaying
+        await wait_for(lambda: len(backend.conns) == 1)
+        # The proxy runs on this thread's loop: all three sends are queued before it reads.
+        fd = writer.get_extra_info("socket").fileno()
+        os.write(fd, b"abc")
+        with socket.socket(fileno=os.dup(fd)) as urgent:
+            urgent.send(b"!", socket.MSG_OOB)
+        os.write(fd, b"efg\n")
+        assert await asyncio.wait_for(reader.readline(), 2) == b"abcefg\n"
+        writer.close()
+    with_dataplane(netns, body)

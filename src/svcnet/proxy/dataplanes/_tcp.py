@@ -80,8 +80,10 @@ _ERR = select.EPOLLERR
 _HUP = select.EPOLLHUP
 _RDHUP = select.EPOLLRDHUP
 _READABLE = _IN | _RDHUP | _HUP
-_ENDED = _RDHUP | _HUP
-_WATCH = _IN | _OUT | _RDHUP | select.EPOLLET
+# EPOLLPRI: urgent data. A read stops at the urgent mark, so a short read is not an
+# empty socket then; such events are read until EAGAIN, like an EOF.
+_ENDED = _RDHUP | _HUP | select.EPOLLPRI
+_WATCH = _IN | _OUT | _RDHUP | select.EPOLLPRI | select.EPOLLET
 _LINGER_RST = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 # Every recv/send here passes MSG_DONTWAIT. Accepted descriptors are left blocking in
@@ -218,7 +220,7 @@ class _TimeoutQueue:
                 callback(token)
             except Exception:
                 log.exception("TCP relay: dial timeout callback")
-        if entries:
+        if entries and self.timer is None:  # a callback's add() may have armed it
             self.timer = self.loop.call_at(entries[0][0], self._fire)
 
     def cancel(self) -> None:
@@ -367,11 +369,16 @@ class TcpConnection:
                 break
             sock = self._connect(b)
             if sock is not None:
+                try:
+                    fe.engine.watch(sock, self._on_server_dialing)
+                except OSError as e:  # e.g. ENOSPC: out of epoll watches
+                    log.warning("TCP relay: cannot watch a socket to %s: %s", b.address, e)
+                    sock.close()
+                    break
                 self.backend = b
                 self.server = _Side(self, sock, False)
                 b.dest.inactive += 1
                 self.dial_token += 1
-                fe.engine.watch(sock, self._on_server_dialing)
                 fe.engine.after(timeouts[self.attempt], self._dial_timed_out,
                                 self.dial_token)
                 return
@@ -427,7 +434,7 @@ class TcpConnection:
             client.pump(self.client_ready & _ENDED)
             if self.state != _RELAYING:
                 return
-        if events & _READABLE and server.backlog is None and client.backlog is None:
+        if events & _READABLE and client.backlog is None:  # client can take more
             server.pump(events & _ENDED)
 
     def _on_client_dialing(self, events: int) -> None:
@@ -550,8 +557,14 @@ class TcpFrontend:
                 reset_socket(sock)
                 continue
             conn = TcpConnection(self, sock, addr[0], addr[1])
+            try:
+                engine.watch(sock, conn._on_client_dialing)
+            except OSError as e:  # e.g. ENOSPC: out of epoll watches
+                log.warning("TCP relay: cannot watch a client of %s:%s: %s",
+                            self.ip, self.port, e)
+                reset_socket(sock)
+                continue
             self.clients.add(conn)
-            engine.watch(sock, conn._on_client_dialing)
             conn.dial()
 
     def _resume(self) -> None:
