@@ -34,6 +34,8 @@ Connection contract (what the tests in ``tests/proxy/test_userspace.py`` hold):
   other once its pending bytes are written; when both directions have ended both
   sockets are closed.
 * Errors: a reset or error on either side resets both (SO_LINGER 0, then close).
+* TCP urgent data is not relayed (nor was it by kube-proxy's userspace mode); the bytes
+  around it are.
 * Counters: ``Backend.dest.inactive`` counts dials in flight, ``dest.active``
   established pairs, ``Backend.total`` pairs ever established, ``bytes_in`` bytes read
   from clients, ``bytes_out`` bytes read from the endpoint.
