@@ -85,3 +85,32 @@ def test_failed_assign_releases_partial_allocation() -> None:
     with pytest.raises(APIError):
         a.assign(bad, None)
     a.assign(svc(clusterIP="10.96.0.77"), None)  # the IP was given back
+
+
+def test_health_check_node_port_for_local_load_balancers_only() -> None:
+    a = ServiceAllocator("10.96.0.0/12", rng=random.Random(5))
+    cluster = svc("c", type="LoadBalancer", externalTrafficPolicy="Cluster")
+    a.assign(cluster, None)
+    assert "healthCheckNodePort" not in cluster["spec"]  # type: ignore[operator]
+    local = svc("l", type="LoadBalancer", externalTrafficPolicy="Local")
+    a.assign(local, None)
+    spec: dict[str, object] = local["spec"]  # type: ignore[assignment]
+    health = spec["healthCheckNodePort"]
+    assert isinstance(health, int) and 30000 <= health <= 32767
+    assert health != spec["ports"][0]["nodePort"]  # type: ignore[index]
+    # kept across an update that omits it
+    upd = svc("l", type="LoadBalancer", externalTrafficPolicy="Local",
+              clusterIP=spec["clusterIP"], ports=[dict(spec["ports"][0])])  # type: ignore[index]
+    assert a.assign(upd, local) == []
+    assert upd["spec"]["healthCheckNodePort"] == health  # type: ignore[index]
+    # taken by this service: another cannot ask for it
+    with pytest.raises(APIError) as e:
+        a.assign(svc("x", type="LoadBalancer", externalTrafficPolicy="Local",
+                     healthCheckNodePort=health), None)
+    assert "spec.healthCheckNodePort" in str(e.value.status())
+    # released with the service
+    a.release_unused(upd, None)
+    mine = svc("y", type="LoadBalancer", externalTrafficPolicy="Local",
+               healthCheckNodePort=health)
+    a.assign(mine, None)
+    assert mine["spec"]["healthCheckNodePort"] == health  # type: ignore[index]

@@ -80,3 +80,30 @@ spec:
         cluster, "describe", "svc", "lb-out"))
     assert external_ip(cluster, "lb-out") is None
     ok(cluster, "delete", "svc", "lb-out")
+
+
+def test_local_traffic_policy_gets_a_health_check_node_port(cluster: APIServerProcess) -> None:
+    ok(cluster, "create", "service", "loadbalancer", "lb-local", "--tcp=80:8080")
+    assert "healthCheckNodePort" not in get_json(cluster, "svc", "lb-local")["spec"]
+    ok(cluster, "patch", "svc", "lb-local", "-p",
+       '{"spec":{"externalTrafficPolicy":"Local"}}')
+    spec = get_json(cluster, "svc", "lb-local")["spec"]
+    port = spec["healthCheckNodePort"]
+    assert 30000 <= port <= 32767 and port != spec["ports"][0]["nodePort"]
+    assert f"HealthCheck NodePort:     {port}" in ok(cluster, "describe", "svc", "lb-local")
+    # back to Cluster: the port is dropped and free again
+    ok(cluster, "patch", "svc", "lb-local", "-p",
+       '{"spec":{"externalTrafficPolicy":"Cluster"}}')
+    assert "healthCheckNodePort" not in get_json(cluster, "svc", "lb-local")["spec"]
+    ok(cluster, "apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: lb-local-2}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: {port}
+  ports: [{{port: 80}}]
+""")
+    assert get_json(cluster, "svc", "lb-local-2")["spec"]["healthCheckNodePort"] == port
+    ok(cluster, "delete", "svc", "lb-local", "lb-local-2")

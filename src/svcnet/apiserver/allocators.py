@@ -177,6 +177,7 @@ class ServiceAllocator:
         try:
             self._assign_ip(spec, old, fresh)
             self._assign_node_ports(spec, old, fresh)
+            self._assign_health_check_port(spec, old, fresh)
         except _FieldAllocationError as e:
             self.undo(fresh)
             name = (svc.get("metadata") or {}).get("name", "")
@@ -246,6 +247,36 @@ class ServiceAllocator:
                     raise errors.internal("failed to allocate a nodePort: range is full") from None
             fresh.append(("port", want))
             p["nodePort"] = want
+
+    def _assign_health_check_port(self, spec: dict[str, Any], old: dict[str, Any] | None,
+                                  fresh: list[tuple[str, Any]]) -> None:
+        """``spec.healthCheckNodePort`` for a LoadBalancer with ``externalTrafficPolicy:
+        Local`` (where the service proxy answers load balancers' health checks): the
+        requested port, else the one already held, else the next free NodePort."""
+        if spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+            return
+        held = set(_node_ports(old)) if old else set()
+        want = spec.get("healthCheckNodePort")
+        if not want:
+            before = ((old or {}).get("spec") or {}).get("healthCheckNodePort")
+            if before and before in held:
+                spec["healthCheckNodePort"] = before
+                return
+        elif want in held:
+            return
+        if want:
+            try:
+                self.ports.allocate(int(want))
+            except AllocationError as e:
+                raise _FieldAllocationError("spec.healthCheckNodePort", want, str(e)) from None
+        else:
+            try:
+                want = self.ports.allocate_next()
+            except AllocationError:
+                raise errors.internal(
+                    "failed to allocate a healthCheckNodePort: range is full") from None
+        fresh.append(("port", want))
+        spec["healthCheckNodePort"] = want
 
     def undo(self, fresh: list[tuple[str, Any]]) -> None:
         """Release values returned by :meth:`assign`."""
