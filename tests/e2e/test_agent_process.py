@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -124,3 +125,36 @@ def test_the_kube_dns_clusterip_reaches_dns_on_the_host(cluster: APIServerProces
             return None
         return [rd.address for rrset in r.answer for rd in rrset] or None
     assert wait_for("answer through 127.96.0.10:53", answer) == [ip]
+
+
+def test_local_load_balancer_health_check_node_port(cluster: APIServerProcess) -> None:
+    """What an external load balancer asks every node: 200 while this node has a ready
+    endpoint of the service, 503 once it has none."""
+    from tests.e2e.helpers import get_json, ok, running_pods, wait_for
+    ok(cluster, "create", "deployment", "hc", "--image=gcr.io/kuar-demo/kuard-amd64:blue",
+       "--port=8080")
+    running_pods(cluster, "app=hc", 1)
+    ok(cluster, "expose", "deployment", "hc", "--type=LoadBalancer", "--port=8080")
+    ok(cluster, "patch", "svc", "hc", "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+    port = get_json(cluster, "svc", "hc")["spec"]["healthCheckNodePort"]
+
+    def check() -> tuple[int, dict[str, object]] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        except OSError:
+            return None
+
+    status, body = wait_for("200 from the health check", lambda: (
+        c if (c := check()) and c[0] == 200 else None))
+    assert body == {"service": {"namespace": "default", "name": "hc"}, "localEndpoints": 1,
+                    "serviceProxyHealthy": True}
+    ok(cluster, "scale", "deployment", "hc", "--replicas=0")
+    status, body = wait_for("503 once no endpoint is left", lambda: (
+        c if (c := check()) and c[0] == 503 else None))
+    assert body["localEndpoints"] == 0
+    ok(cluster, "delete", "svc", "hc")
+    wait_for("health check port closed", lambda: check() is None)
+    ok(cluster, "delete", "deployment", "hc")

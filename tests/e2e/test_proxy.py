@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,26 @@ def test_loadbalancer_gets_an_external_ip_that_answers(cluster: APIServerProcess
     ok(cluster, "patch", "svc", "alpaca-lb", "-p",
        '{"spec":{"loadBalancerSourceRanges":["10.0.0.0/8"]}}')
     wait_for("source range enforced", lambda: answer() is None)
+
+    # externalTrafficPolicy Local: the health check node port answers on the host and
+    # inside the node's namespace, counting this node's 3 endpoints.
+    ok(cluster, "patch", "svc", "alpaca-lb", "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+    port = get_json(cluster, "svc", "alpaca-lb")["spec"]["healthCheckNodePort"]
+
+    def health() -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(host_get(f"http://127.0.0.1:{port}/")))
+        except OSError:
+            return None
+    body = wait_for("health check on the host", health)
+    assert body["localEndpoints"] == 3 and body["service"]["name"] == "alpaca-lb"
+    node = get_json(cluster, "nodes")["items"][0]["metadata"]["name"]
+    from svcnet.agent.runtime.netns import node_netns_name
+    inside = subprocess.run(["ip", "netns", "exec", node_netns_name("svcnet", node), "curl",
+                             "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                            timeout=10)
+    assert inside.stdout == "200", inside
 
 
 def test_named_multi_port_service_routes_each_port(cluster: APIServerProcess) -> None:

@@ -82,6 +82,8 @@ def service_ports_from_api(svc: Obj) -> PortMap:
         "external_local": _external_local(spec, svc_type, external_ips),
         "scheduler": _scheduler(svc),
         "weights": _weights(svc),
+        "health_check_node_port": int(spec.get("healthCheckNodePort") or 0)
+        if is_lb and spec.get("externalTrafficPolicy") == "Local" else 0,
     }
     out: PortMap = {}
     for p in spec.get("ports") or ():

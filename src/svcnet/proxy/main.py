@@ -103,6 +103,23 @@ async def _serve_http(port: int, healthy: Callable[[], bool], metrics: Callable[
     return runner.cleanup
 
 
+def health_server(cfg: ProxyConfig) -> tuple[Any, Callable[[], None]]:
+    """The service health check server: health check node ports on the host's
+    127.0.0.1 and, with the netns runtime, on every address of the node's namespace;
+    plus what to call on exit."""
+    import socket
+
+    from svcnet.proxy.healthcheck import ServiceHealthServer, listening_sockets
+    places: list[tuple[Callable[..., socket.socket], str]] = [(socket.socket, "127.0.0.1")]
+    ns = None
+    if cfg.netns is not None:
+        from svcnet._util.netns import NetnsSockets
+        ns = NetnsSockets(cfg.netns)
+        places.append((ns.socket, "0.0.0.0"))
+    server = ServiceHealthServer(lambda port: listening_sockets(port, places))
+    return server, (ns.close if ns is not None else (lambda: None))
+
+
 async def run(cfg: ProxyConfig) -> None:
     """Proxy until SIGTERM/SIGINT; everything the dataplane made is removed on exit."""
     from svcnet.client.api import APIClient
@@ -111,8 +128,10 @@ async def run(cfg: ProxyConfig) -> None:
     node_ips = await _node_ips(cfg)
     dataplane = make_dataplane(cfg)
     client = APIClient.from_kubeconfig(cfg.kubeconfig, user_agent="svcnet-proxy")
+    health, close_places = health_server(cfg)
     proxier = Proxier(client, dataplane, cfg.node_name, node_ips,
-                      min_sync_period=cfg.min_sync_period, sync_period=cfg.sync_period)
+                      min_sync_period=cfg.min_sync_period, sync_period=cfg.sync_period,
+                      health=health)
 
     def all_metrics() -> str:
         extra = getattr(dataplane, "render_metrics", None)
@@ -139,6 +158,7 @@ async def run(cfg: ProxyConfig) -> None:
                 await t
         await cleanup()
         await client.close()
+        close_places()
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
 

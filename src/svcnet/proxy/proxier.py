@@ -30,6 +30,7 @@ from svcnet.informer.shared import InformerFactory, Obj
 from svcnet.model import kinds
 from svcnet.proxy.changes import ProxyStateBuilder
 from svcnet.proxy.dataplane import Dataplane
+from svcnet.proxy.healthcheck import ServiceHealthServer, health_checks
 from svcnet.proxy.types import ServicePortName
 
 log = logging.getLogger("svcnet.proxy")
@@ -48,8 +49,10 @@ class Proxier:
     def __init__(self, client: APIClient, dataplane: Dataplane, node_name: str,
                  node_ips: tuple[str, ...] = (), min_sync_period: float = 1.0,
                  sync_period: float = 30.0, clock: Callable[[], float] | None = None,
-                 retry_period: float | None = None) -> None:
+                 retry_period: float | None = None,
+                 health: ServiceHealthServer | None = None) -> None:
         self.client = client
+        self.health = health
         self.dataplane = dataplane
         self.node_name = node_name
         self.sync_period = sync_period
@@ -114,6 +117,8 @@ class Proxier:
             await self.runner.loop()
         finally:
             await factory.stop()
+            if self.health is not None:
+                await self.health.close()
             await self.dataplane.close()
 
     async def sync(self) -> None:
@@ -135,6 +140,11 @@ class Proxier:
         if full:
             self._last_full = start
         self.metrics.observe(self._now() - start, time.time(), full)
+        if self.health is not None:
+            try:
+                await self.health.update(health_checks(state))
+            except Exception:  # the dataplane is synced; health checks retry next time
+                log.exception("updating service health checks")
         self._service_ports = len(state.services)
         self._services = len({(n.namespace, n.name) for n in state.services})
         if not self.synced.is_set():

@@ -56,6 +56,8 @@ class ServicePortInfo:
     external_local: bool = False  # externalTrafficPolicy: Local
     scheduler: str = ""
     weights: tuple[tuple[str, int], ...] = ()
+    # spec.healthCheckNodePort of a LoadBalancer with externalTrafficPolicy Local, else 0
+    health_check_node_port: int = 0
 
     @property
     def protocol(self) -> str:
