@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,14 +20,9 @@ pytestmark = pytest.mark.usefixtures("kubectl_available")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
-    srv = APIServerProcess(tmp_path_factory.mktemp("taints"))
-    srv.start()
-    try:
+    with APIServerProcess(tmp_path_factory.mktemp("taints")) as srv:
         srv.start_controllers()
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.home, ignore_errors=True)
 
 
 def node(name: str, taints: list[dict[str, Any]]) -> str:
