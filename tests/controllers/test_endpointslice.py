@@ -287,3 +287,21 @@ def test_mirror_updates_in_place_and_caps_subsets() -> None:
     plan = plan_mirror(port_change, slices)
     assert counts(plan.slices) == (0, 1, 0)
     assert plan_mirror(manual_endpoints([]), slices).slices.delete == slices
+
+
+def test_prefer_close_hints_ready_endpoints_for_their_zone() -> None:
+    svc = service()
+    svc["spec"]["trafficDistribution"] = "PreferClose"
+    pods = [pod("a", "10.244.0.5", node="n1"), pod("b", "10.244.0.6", node="n2"),
+            pod("c", "10.244.0.7", node="n1", ready=False), pod("d", "10.244.0.8", node="n3")]
+    zones = {"n1": "z1", "n2": "z2"}  # n3 has no zone
+    (s,) = plan_slices(svc, pods, [], zones).create
+    hints = {e["targetRef"]["name"]: e.get("hints") for e in s["endpoints"]}
+    assert hints == {"a": {"forZones": [{"name": "z1"}]}, "b": {"forZones": [{"name": "z2"}]},
+                     "c": None, "d": None}
+    # turning it off removes the hints from the existing slice
+    stored = store(plan_slices(svc, pods, [], zones))
+    del svc["spec"]["trafficDistribution"]
+    plan = plan_slices(svc, pods, stored, zones)
+    assert counts(plan) == (0, 1, 0)
+    assert all("hints" not in e for e in plan.update[0]["endpoints"])

@@ -5,7 +5,9 @@ not terminal and has an IP of the slice's address type — terminating pods incl
 with conditions ``serving`` = pod Ready, ``terminating`` = deletionTimestamp set,
 ``ready`` = serving and not terminating (always true with ``publishNotReadyAddresses``);
 ``hostname`` per ``ShouldSetHostname``, ``nodeName``, ``zone`` (from the node's
-``topology.kubernetes.io/zone`` label when the node is known) and ``targetRef``.
+``topology.kubernetes.io/zone`` label when the node is known) and ``targetRef``; with
+``trafficDistribution: PreferClose`` each ready endpoint with a zone is hinted for that
+zone (``hints.forZones``), as upstream's PreferClose heuristic.
 Endpoints are grouped by their resolved port list; each group is spread over slices of
 at most ``max_endpoints_per_slice`` (100) endpoints.
 
@@ -121,6 +123,9 @@ def pod_endpoint(pod: Obj, svc: Obj, address_type: str, zone: str | None = None
         ep["nodeName"] = pi.spec(pod)["nodeName"]
     if zone:
         ep["zone"] = zone
+        if ready and pi.spec(svc).get("trafficDistribution") == "PreferClose":
+            # upstream's PreferClose heuristic: ready endpoints are hinted for their zone
+            ep["hints"] = {"forZones": [{"name": zone}]}
     return ep
 
 
@@ -141,9 +146,10 @@ def _ref_projection(ref: Obj | None) -> Obj | None:
 
 def endpoints_equal_beyond_key(a: Obj, b: Obj) -> bool:
     """Whether two endpoints with the same :func:`endpoint_key` also agree on nodeName,
-    zone, conditions and targetRef (resourceVersion ignored)."""
+    zone, hints, conditions and targetRef (resourceVersion ignored)."""
     ca, cb = a.get("conditions") or {}, b.get("conditions") or {}
     return (a.get("nodeName") == b.get("nodeName") and a.get("zone") == b.get("zone")
+            and (a.get("hints") or None) == (b.get("hints") or None)
             and all(ca.get(c) == cb.get(c) for c in ("ready", "serving", "terminating"))
             and _ref_projection(a.get("targetRef")) == _ref_projection(b.get("targetRef")))
 
