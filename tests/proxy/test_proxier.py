@@ -149,3 +149,42 @@ async def test_proxier_follows_the_api(apiserver: APIServerProcess) -> None:
             await task
         await client.close()
     assert dp.closed
+
+
+NODES = kinds.require("", "nodes")
+
+
+@pytest.mark.e2e
+async def test_zone_hints_follow_this_nodes_zone_label(apiserver: APIServerProcess) -> None:
+    client = APIClient.from_kubeconfig(apiserver.kubeconfig)
+    dp = FakeDataplane()
+    proxier = Proxier(client, dp, NODE, NODE_IPS, min_sync_period=0.02, sync_period=30)
+    await client.create(NODES, None, {"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": NODE, "labels": {"topology.kubernetes.io/zone": "z1"}}})
+    task = asyncio.create_task(proxier.run())
+    try:
+        svc = web_service(cluster_ip="")
+        svc["metadata"]["name"] = "zoned"
+        cip = (await client.create(SERVICES, "default", svc))["spec"]["clusterIP"]
+        s = endpoint_slice("zoned", [
+            endpoint("10.244.0.5", zone="z1", zone_hints=["z1"]),
+            endpoint("10.244.1.5", node="other", zone="z2", zone_hints=["z2"])],
+            [slice_port(8080, "http")], name="zoned-1")
+        del s["metadata"]["resourceVersion"]
+        await client.create(SLICES, "default", s)
+        await dp.wait_until(lambda d: d.route(POD_CLIENT, cip, 80) == {"10.244.0.5:8080"})
+        node = await client.get(NODES, None, NODE)
+        node["metadata"]["labels"]["topology.kubernetes.io/zone"] = "z2"
+        await client.update(NODES, node)
+        await dp.wait_until(lambda d: d.route(POD_CLIENT, cip, 80) == {"10.244.1.5:8080"})
+        node = await client.get(NODES, None, NODE)
+        del node["metadata"]["labels"]["topology.kubernetes.io/zone"]
+        await client.update(NODES, node)
+        await dp.wait_until(lambda d: d.route(POD_CLIENT, cip, 80) == {
+            "10.244.0.5:8080", "10.244.1.5:8080"})
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.delete(NODES, None, NODE)
+        await client.close()

@@ -294,6 +294,7 @@ class ProxyStateBuilder:
 
     node_name: str = ""
     node_ips: tuple[str, ...] = ()
+    node_zone: str = ""
     services: ServiceChangeTracker = field(default_factory=ServiceChangeTracker)
     slices: EndpointSliceChangeTracker = field(default_factory=EndpointSliceChangeTracker)
     _ports: dict[Key, PortMap] = field(init=False, default_factory=dict)
@@ -322,7 +323,7 @@ class ProxyStateBuilder:
         """A :class:`ProxyState` of the current desired state (fresh dicts, shared
         frozen values: later :meth:`apply` calls do not alter it)."""
         return ProxyState(node_name=self.node_name, node_ips=self.node_ips,
-                          services=dict(self._service_ports), endpoints=dict(self._endpoints))
+                          node_zone=self.node_zone, services=dict(self._service_ports), endpoints=dict(self._endpoints))
 
     def _apply_service(self, key: Key, obj: Obj | None) -> set[ServicePortName]:
         new = service_ports_from_api(obj) if obj is not None else {}

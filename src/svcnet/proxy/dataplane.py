@@ -29,11 +29,13 @@ class ProxyState:
     endpoints sorted by ``ip:port`` string (selection by readiness, terminating fallback and
     traffic policy is :func:`svcnet.proxy.endpoints.select_endpoints`'s job, which
     dataplanes call with ``node_name``). Endpoints are listed for every service port some
-    EndpointSlice names, whether or not that service port exists.
+    EndpointSlice names, whether or not that service port exists. ``node_zone`` is this
+    node's ``topology.kubernetes.io/zone`` label (``""``: none), for zone hints.
     """
 
     node_name: str = ""
     node_ips: tuple[str, ...] = ()
+    node_zone: str = ""
     services: dict[ServicePortName, ServicePortInfo] = field(default_factory=dict)
     endpoints: dict[ServicePortName, tuple[EndpointInfo, ...]] = field(default_factory=dict)
 

@@ -4,8 +4,10 @@ Contracts:
 
 * Informer handlers only record the object in a change tracker and poke the
   bounded-frequency runner; conversion and diffing happen in the sync.
-* Nothing is synced before both informers (Services and EndpointSlices, cluster-wide)
-  have listed once. The first sync is full.
+* Nothing is synced before the informers (Services, EndpointSlices and Nodes,
+  cluster-wide) have listed once. The first sync is full. This node's
+  ``topology.kubernetes.io/zone`` label goes into the state (for zone hints); a change
+  makes the next sync full.
 * A sync is full when asked for (first sync, after a failure) or when the last full sync
   is ``sync_period`` or more ago; otherwise ``changed`` names the service ports changed
   since the last *successful* sync.
@@ -34,6 +36,7 @@ from svcnet.proxy.healthcheck import ServiceHealthServer, health_checks
 from svcnet.proxy.types import ServicePortName
 
 log = logging.getLogger("svcnet.proxy")
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 # kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms · 2^k, k < 15.
 DURATION_BUCKETS = tuple(0.001 * 2 ** k for k in range(15))
@@ -88,6 +91,18 @@ class Proxier:
         self.builder.services.delete(obj)
         self.runner.run()
 
+    def _on_node(self, obj: Obj) -> None:
+        """This node's zone label (for zone hints); a change re-plans everything."""
+        meta = obj.get("metadata") or {}
+        if meta.get("name") != self.node_name:
+            return
+        zone = str((meta.get("labels") or {}).get(ZONE_LABEL) or "")
+        if zone != self.builder.node_zone:
+            log.info("node %s is in zone %r", self.node_name, zone)
+            self.builder.node_zone = zone
+            self._need_full = True
+            self.runner.run()
+
     def _on_slice(self, obj: Obj) -> None:
         self.builder.slices.add(obj)
         self.runner.run()
@@ -109,6 +124,8 @@ class Proxier:
             self._on_service, self._on_service_update, self._on_service_delete)
         factory.informer(kinds.require("discovery.k8s.io", "endpointslices")).add_handlers(
             self._on_slice, self._on_slice_update, self._on_slice_delete)
+        factory.informer(kinds.require("", "nodes")).add_handlers(
+            self._on_node, lambda _old, new: self._on_node(new))
         factory.start()
         try:
             await factory.wait_for_sync()

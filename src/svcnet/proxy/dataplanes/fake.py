@@ -130,7 +130,8 @@ class FakeDataplane:
     def _forward(self, info: ServicePortInfo, dst: str,
                  external: bool) -> frozenset[str] | str:
         eps: tuple[EndpointInfo, ...] = self.state.endpoints.get(info.name, ())
-        sel = select_endpoints(info, of_family(eps, dst), self.state.node_name)
+        sel = select_endpoints(info, of_family(eps, dst), self.state.node_name,
+                               self.state.node_zone)
         chosen = sel.external if external else sel.internal
         v = verdict(chosen, sel.has_any)
         return frozenset(e.address for e in chosen) if v == FORWARD else v

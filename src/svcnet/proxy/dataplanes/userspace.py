@@ -223,7 +223,7 @@ class UserspaceDataplane:
         self._addr_refs: dict[str, int] = {}  # netns IP -> service ports using it
         self._added: set[str] = set()  # netns IPs this dataplane added to lo
         self._ns: NetnsSockets | None = None
-        self._node: tuple[str, tuple[str, ...]] | None = None
+        self._node: tuple[str, tuple[str, ...], str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: TcpEngine | None = None
         self.nofile = raise_nofile_limit()
@@ -248,7 +248,7 @@ class UserspaceDataplane:
             # Addresses an earlier proxy left behind (killed before its close()) are ours:
             # this sync keeps the ones still wanted and removes the rest.
             self._added |= await self._labelled()
-        node = (state.node_name, tuple(state.node_ips))
+        node = (state.node_name, tuple(state.node_ips), state.node_zone)
         node_changed = node != self._node
         if node_changed:
             full = True
@@ -318,7 +318,8 @@ class UserspaceDataplane:
 
     def _plan(self, info: ServicePortInfo, endpoints: Sequence[EndpointInfo],
               state: ProxyState) -> _Plan:
-        sel = select_endpoints(info, endpoints, state.node_name, self.node_zone)
+        sel = select_endpoints(info, endpoints, state.node_name,
+                               state.node_zone or self.node_zone)
         plan = _Plan(info)
         proto = info.protocol
         if proto not in ("TCP", "UDP"):
