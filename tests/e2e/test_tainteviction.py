@@ -1,5 +1,5 @@
 """Taints and tolerations end to end, with real kubectl and no agent: pods get the
-default tolerations, the scheduler keeps pods off nodes whose taints they do not
+default tolerations (and priority 0, the other admission default), the scheduler keeps pods off nodes whose taints they do not
 tolerate, and the taint eviction controller deletes pods from a ``NoExecute``-tainted
 node at once or once their toleration runs out."""
 
@@ -133,3 +133,10 @@ def test_a_node_reporting_not_ready_gets_the_not_ready_taints(
     body["status"]["conditions"][0].update(status="True", reason="KubeletReady")
     ok(cluster, "replace", "--subresource=status", "-f", "-", input=json.dumps(body))
     wait_for("taints removed", lambda: not condition_taints(), timeout=15)
+
+
+def test_pods_get_priority_zero(cluster: APIServerProcess) -> None:
+    ok(cluster, "apply", "-f", "-", input=pod("prio", "nowhere", []))
+    spec = get_json(cluster, "pod", "prio")["spec"]
+    assert (spec["priority"], spec["preemptionPolicy"]) == (0, "PreemptLowerPriority")
+    ok(cluster, "delete", "pod", "prio", "--wait=false")

@@ -306,6 +306,9 @@ class Registry:
             spec.setdefault("serviceAccountName", "default")
             spec.setdefault("serviceAccount", spec["serviceAccountName"])
             taints.add_default_tolerations(spec)  # DefaultTolerationSeconds
+            # Priority admission without PriorityClasses: every pod gets priority 0.
+            spec.setdefault("priority", 0)
+            spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
         elif r.resource == "services":
             obj["status"] = {"loadBalancer": {}}
         elif r.resource == "replicasets":
