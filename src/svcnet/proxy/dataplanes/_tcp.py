@@ -13,7 +13,10 @@ connection (0.85–0.95× haproxy) and keeps keep-alive traffic at the same rate
   while a batch of events is being handled are closed after the batch, so a descriptor
   number is never reused for a new socket while stale events for it are pending. Dial
   timeouts are kept in one queue per timeout value (deadlines in a queue are in
-  order), each with at most one loop timer.
+  order), each with at most one loop timer. Reading stops at a short read: on Linux an
+  edge-triggered waiter is woken by every new arrival, so a short read leaves nothing
+  that no later event would report — except an EOF or urgent mark already queued, so
+  events carrying RDHUP, HUP or PRI are read until EAGAIN.
 * :class:`TcpFrontend` — one listening socket of a service port: accepts, checks the
   load-balancer source ranges, picks an endpoint (:class:`~._relay.Pool`) and dials it.
 * :class:`TcpConnection` — one client connection and its endpoint connection.
