@@ -26,7 +26,11 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from svcnet.testing.bench import pct  # noqa: E402
-from svcnet.testing.cluster import APIServerProcess  # noqa: E402
+from svcnet.testing.cluster import (  # noqa: E402
+    APIServerProcess,
+    netns_names,
+    remove_new_namespaces,
+)
 
 
 async def measure(srv: APIServerProcess, n: int) -> tuple[list[float], list[float]]:
@@ -80,6 +84,7 @@ async def measure(srv: APIServerProcess, n: int) -> tuple[list[float], list[floa
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    before = netns_names() if args.runtime == "netns" else set()
     with tempfile.TemporaryDirectory(prefix="svcnet-bench-agent-") as d:
         srv = APIServerProcess(Path(d))
         srv.start()
@@ -98,6 +103,13 @@ async def main_async(args: argparse.Namespace) -> None:
                       f"p99 {pct(xs, 99) * 1000:8.1f} ms")
         finally:
             srv.stop()
+            if args.runtime == "netns":
+                # The agent removes its pods' namespaces when stopped; whatever a slow
+                # shutdown left is removed here, by name.
+                left = remove_new_namespaces(before)
+                if left:
+                    print(f"removed {len(left)} namespaces the agent left behind",
+                          file=sys.stderr)
 
 
 def main() -> None:

@@ -54,29 +54,6 @@ def netns_skip_reason() -> str:
     return ""
 
 
-def netns_names() -> set[str]:
-    import subprocess
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def remove_new_namespaces(before: set[str]) -> set[str]:
-    """Remove svcnet network namespaces made since ``before`` (by name, killing their
-    processes by PID); returns their names so the caller can fail on leftovers."""
-    import contextlib
-    import os
-    import subprocess
-    left = {n for n in netns_names() - before if n.startswith("svcnet-")}
-    for name in left:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                              text=True).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 9)
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-    return left
-
-
 def running_pods(srv: APIServerProcess, selector: str, n: int,
                  timeout: float = 60.0) -> list[dict[str, Any]]:
     """Wait until exactly ``n`` pods matching ``selector`` are Running and ready."""

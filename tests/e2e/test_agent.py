@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from svcnet.testing.cluster import APIServerProcess, free_port
-from tests.e2e.helpers import netns_names, netns_skip_reason, remove_new_namespaces, wait_for
+from svcnet.testing.cluster import APIServerProcess, free_port, netns_names, remove_new_namespaces
+from tests.e2e.helpers import netns_skip_reason, wait_for
 
 T = TypeVar("T")
 

@@ -22,13 +22,11 @@ from typing import Any
 
 import pytest
 
-from svcnet.testing.cluster import APIServerProcess
+from svcnet.testing.cluster import APIServerProcess, netns_names, remove_new_namespaces
 from tests.e2e.helpers import (
     get_json,
-    netns_names,
     netns_skip_reason,
     ok,
-    remove_new_namespaces,
     running_pods,
     wait_for,
 )

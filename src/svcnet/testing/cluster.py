@@ -8,6 +8,7 @@ discovery from another server is never reused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -219,3 +220,25 @@ class APIServerProcess:
         """Stop every process and remove the private kubectl HOME."""
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+# --- network namespaces ------------------------------------------------------------------
+
+def netns_names() -> set[str]:
+    """The network namespaces ``ip netns list`` shows."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def remove_new_namespaces(before: set[str]) -> set[str]:
+    """Remove svcnet network namespaces made since ``before`` (by name, killing their
+    processes by PID); returns their names so the caller can fail on leftovers."""
+    left = {n for n in netns_names() - before if n.startswith("svcnet-")}
+    for name in left:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+    return left
