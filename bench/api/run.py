@@ -182,12 +182,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=500)
     p.add_argument("--rates", type=float, nargs="+", default=[100.0, 1000.0])
     args = p.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    import uvloop  # a dependency of svcnet
+    uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":

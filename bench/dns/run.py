@@ -411,12 +411,8 @@ def main() -> None:
     p.add_argument("--dnsmasq-srv", action="store_true",
                    help="also give dnsmasq the SRV records (srv-host lines)")
     args = p.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    import uvloop  # a dependency of svcnet
+    uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":

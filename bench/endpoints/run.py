@@ -186,12 +186,8 @@ def main() -> None:
     p.add_argument("--pods", type=int, default=10)
     p.add_argument("--flips", type=int, default=200)
     args = p.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    import uvloop  # a dependency of svcnet
+    uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import platform
 import uuid
 from typing import Any
 
+from svcnet._util import rfc3339
 from svcnet.client.api import MERGE_PATCH, APIClient
 from svcnet.model import errors, kinds
 
@@ -24,10 +25,6 @@ NODES = kinds.require("", "nodes")
 LEASES = kinds.require("coordination.k8s.io", "leases")
 AGENT_ENDPOINT = "svcnet.io/agent-endpoint"
 VERSION = "v1.32.4-svcnet"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _micro_now() -> str:
@@ -58,7 +55,7 @@ def _memory_kib() -> int:
 def node_object(name: str, internal_ip: str, pod_cidr: str, agent_port: int,
                 runtime: str) -> Obj:
     """The Node this agent registers (metadata, spec, status)."""
-    now = _now()
+    now = rfc3339.now()
     capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki",
                 "pods": "110", "ephemeral-storage": "0"}
     conditions = [
@@ -140,7 +137,7 @@ class NodeAgent:
                  (cur.get("metadata") or {}).get("resourceVersion"))
 
     async def beat_once(self) -> None:
-        now = _now()
+        now = rfc3339.now()
         conds = []
         for c in self.node["status"]["conditions"]:
             c = dict(c)

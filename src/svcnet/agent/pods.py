@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from svcnet._util import rfc3339
 from svcnet.agent import logs as logfiles
 from svcnet.agent.runtime.base import (
     ContainerProcess,
@@ -37,10 +37,6 @@ Obj = dict[str, Any]
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ContainerConfigError(Exception):
@@ -187,7 +183,7 @@ class PodWorker:
     async def _setup(self) -> None:
         spec = self.pod.get("spec") or {}
         meta = self.pod.get("metadata") or {}
-        self.start_time = now_rfc3339()
+        self.start_time = rfc3339.now()
         for c in spec.get("containers") or []:
             self.runs[c["name"]] = ContainerRun(c["name"], c.get("image", ""))
         await self._publish()
@@ -249,7 +245,7 @@ class PodWorker:
         self.procs[name] = proc
         run.state, run.reason, run.message = "running", "", ""
         run.image_id, run.container_id = plan.image_id, _container_id(self.pod, name, restart)
-        run.started_at = now_rfc3339()
+        run.started_at = rfc3339.now()
         run.started = True
         self.started_mono[name] = asyncio.get_running_loop().time()
         self.next_start.pop(name, None)
@@ -274,7 +270,7 @@ class PodWorker:
         run = self.runs[name]
         run.state, run.exit_code = "terminated", code
         run.reason = "Completed" if code == 0 else "Error"
-        run.finished_at = now_rfc3339()
+        run.finished_at = rfc3339.now()
         run.ready = False
         if self.probes is not None:
             self.probes.container_stopped(name)
@@ -312,7 +308,7 @@ class PodWorker:
     def _status(self) -> Obj:
         return pod_status(self.pod, list(self.runs.values()),
                           self.sandbox.ip if self.sandbox else "", self.host.host_ip,
-                          self.start_time, now_rfc3339())
+                          self.start_time, rfc3339.now())
 
     async def _publish(self) -> None:
         self._refresh_readiness()

@@ -8,11 +8,11 @@ and never blocks the caller: writes happen in background tasks.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import logging
 from typing import Any
 
+from svcnet._util import rfc3339
 from svcnet.client.api import MERGE_PATCH, APIClient
 from svcnet.model import errors, kinds
 
@@ -21,10 +21,6 @@ EVENTS = kinds.lookup("", "events")
 assert EVENTS is not None
 
 Obj = dict[str, Any]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -55,7 +51,7 @@ class EventRecorder:
 
     async def _write(self, ns: str, name: str, count: int, involved: Obj, type_: str,
                      reason: str, message: str) -> None:
-        now = _now()
+        now = rfc3339.now()
         assert EVENTS is not None
         try:
             if count > 1:

@@ -22,11 +22,11 @@ toleration of the NoExecute taint (300 s by default) runs out.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
 
+from svcnet._util import rfc3339
 from svcnet.client.api import MERGE_PATCH, APIClient
 from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
@@ -47,12 +47,7 @@ MONITOR_PERIOD = 5.0
 
 def parse_time(text: str | None) -> float | None:
     """RFC 3339 (with or without fractional seconds) → Unix time; ``None`` if absent."""
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return rfc3339.to_unix(text)
 
 
 def last_sign_of_life(node: Obj, lease: Obj | None) -> float | None:
@@ -70,10 +65,6 @@ def ready_status(node: Obj) -> str:
         if c.get("type") == "Ready":
             return str(c.get("status") or "Unknown")
     return "Unknown"
-
-
-def _now_text() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def unknown_conditions(node: Obj, now: str) -> list[Obj]:
@@ -153,7 +144,7 @@ class NodeLifecycleController(Controller):
             want = None
         else:
             return  # not reported yet (or not since it came back): leave the taints
-        new = lifecycle_taints(taints, want, _now_text())
+        new = lifecycle_taints(taints, want, rfc3339.now())
         if new != taints:
             await self._patch_taints(name, new)
             if want is None:
@@ -161,7 +152,7 @@ class NodeLifecycleController(Controller):
 
     async def _mark_unknown(self, node: Obj) -> None:
         name = node["metadata"]["name"]
-        now = _now_text()
+        now = rfc3339.now()
         await self.client.patch(NODES, None, name,
                                 {"status": {"conditions": unknown_conditions(node, now)}},
                                 MERGE_PATCH, subresource="status")

@@ -8,9 +8,9 @@ and a ``FailedScheduling`` event, and is retried when nodes change.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from svcnet._util import rfc3339
 from svcnet.client.api import MERGE_PATCH, APIClient
 from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
@@ -144,7 +144,7 @@ class Scheduler(Controller):
         if cur and cur.get("status") == "False" and cur.get("message") == why:
             return
         m = pod.get("metadata") or {}
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339.now()
         new_conds = [c for c in conds if c.get("type") != "PodScheduled"]
         new_conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                           "message": why, "lastProbeTime": None, "lastTransitionTime": now})

@@ -18,11 +18,11 @@ node is looked at again when it is. A pod already being deleted is left alone.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from svcnet._util import rfc3339
 from svcnet.client.api import MERGE_PATCH, APIClient
 from svcnet.client.events import EventRecorder
 from svcnet.controllers.base import Controller
@@ -75,22 +75,20 @@ class TaintEvictionController(Controller):
     def _pod_gone(self, pod: Obj) -> None:
         self._evicted.discard((pod.get("metadata") or {}).get("uid", ""))
 
-    def _dated(self, node_name: str, node_taints: list[Obj], now: float) -> list[Obj]:
-        """``node_taints``, each with a ``timeAdded`` (when first seen if it had none)."""
-        out = []
-        current = set()
-        for t in node_taints:
-            if t.get("timeAdded"):
-                out.append(t)
-                continue
-            key = (node_name, str(t.get("key") or ""), str(t.get("value") or ""),
-                   str(t.get("effect") or ""))
-            current.add(key)
-            since = self._first_seen.setdefault(key, now)
-            out.append({**t, "timeAdded": dt.datetime.fromtimestamp(since, dt.UTC).isoformat()})
+    @staticmethod
+    def _taint_key(node_name: str, t: Mapping[str, Any]) -> tuple[str, str, str, str]:
+        return (node_name, str(t.get("key") or ""), str(t.get("value") or ""),
+                str(t.get("effect") or ""))
+
+    def _note_first_seen(self, node_name: str, node_taints: list[Obj], now: float) -> None:
+        """Remember when each of the node's taints without ``timeAdded`` was first seen;
+        forget the ones it no longer has."""
+        current = {self._taint_key(node_name, t) for t in node_taints
+                   if not t.get("timeAdded")}
+        for key in current:
+            self._first_seen.setdefault(key, now)
         for key in [k for k in self._first_seen if k[0] == node_name and k not in current]:
             del self._first_seen[key]
-        return out
 
     async def stop(self) -> None:
         for timer in self._timers.values():
@@ -106,9 +104,13 @@ class TaintEvictionController(Controller):
         if node is None:
             return
         now = self.clock()
-        node_taints = self._dated(key, _no_execute(node), now)
+        node_taints = _no_execute(node)
+        self._note_first_seen(key, node_taints, now)
         if not node_taints:
             return
+
+        def seen_since(t: Mapping[str, Any]) -> float | None:
+            return self._first_seen.get(self._taint_key(key, t))
         next_due: float | None = None
         for pod in self.pods.indexer.items():
             if (pod.get("spec") or {}).get("nodeName") != key:
@@ -120,7 +122,7 @@ class TaintEvictionController(Controller):
             if meta.get("uid") in self._evicted:
                 continue
             due = taints.eviction_time((pod.get("spec") or {}).get("tolerations") or [],
-                                       node_taints, now)
+                                       node_taints, now, seen_since)
             if due is None:
                 continue
             if due <= now:
@@ -139,8 +141,7 @@ class TaintEvictionController(Controller):
         conds.append({"type": "DisruptionTarget", "status": "True",
                       "reason": "DeletionByTaintManager",
                       "message": "Taint manager: deleting due to NoExecute taint",
-                      "lastTransitionTime": dt.datetime.now(dt.UTC).strftime(
-                          "%Y-%m-%dT%H:%M:%SZ")})
+                      "lastTransitionTime": rfc3339.now()})
         try:
             await self.client.patch(PODS, ns, name, {"status": {"conditions": conds}},
                                     MERGE_PATCH, subresource="status")

@@ -19,9 +19,10 @@ controller:
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from svcnet._util import rfc3339
 
 Obj = dict[str, Any]
 
@@ -75,21 +76,17 @@ def add_default_tolerations(spec: Obj) -> None:
         spec["tolerations"] = tols + added
 
 
-def _time_added(taint: Mapping[str, Any], default: float) -> float:
-    text = taint.get("timeAdded")
-    if not text:
-        return default
-    try:
-        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return default
+# When the caller first saw a taint that has no timeAdded (None: not known).
+TaintClock = Callable[[Mapping[str, Any]], float | None]
 
 
 def eviction_time(tolerations: Iterable[Mapping[str, Any]],
-                  taints: Iterable[Mapping[str, Any]], now: float) -> float | None:
+                  taints: Iterable[Mapping[str, Any]], now: float,
+                  seen_since: TaintClock | None = None) -> float | None:
     """When a pod with ``tolerations`` on a node with ``taints`` is to be evicted (Unix
     time; ``now`` if at once), or ``None`` for never (no ``NoExecute`` taint, or only ones
-    tolerated without a time limit)."""
+    tolerated without a time limit). A taint's time counts from its ``timeAdded``; for
+    one without, from ``seen_since(taint)`` if that knows it, else from ``now``."""
     tols = list(tolerations)
     due: float | None = None
     for taint in taints:
@@ -103,6 +100,9 @@ def eviction_time(tolerations: Iterable[Mapping[str, Any]],
         if not limits:
             continue  # tolerated for ever
         seconds = min(max(int(s), 0) for s in limits)
-        when = _time_added(taint, now) + seconds
+        added = rfc3339.to_unix(taint.get("timeAdded"))
+        if added is None and seen_since is not None:
+            added = seen_since(taint)
+        when = (now if added is None else added) + seconds
         due = when if due is None else min(due, when)
     return due

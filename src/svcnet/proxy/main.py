@@ -21,9 +21,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from svcnet.proxy import dataplane as registry
+
+if TYPE_CHECKING:
+    from svcnet.proxy.healthcheck import ServiceHealthServer
 
 log = logging.getLogger("svcnet.proxy")
 DEFAULT_PORT = 10249  # kube-proxy's metrics port
@@ -103,20 +106,21 @@ async def _serve_http(port: int, healthy: Callable[[], bool], metrics: Callable[
     return runner.cleanup
 
 
-def health_server(cfg: ProxyConfig) -> tuple[Any, Callable[[], None]]:
+def health_server(cfg: ProxyConfig) -> tuple[ServiceHealthServer, Callable[[], None]]:
     """The service health check server: health check node ports on the host's
     127.0.0.1 and, with the netns runtime, on every address of the node's namespace;
     plus what to call on exit."""
     import socket
 
-    from svcnet.proxy.healthcheck import ServiceHealthServer, listening_sockets
+    from svcnet.proxy import healthcheck
     places: list[tuple[Callable[..., socket.socket], str]] = [(socket.socket, "127.0.0.1")]
     ns = None
     if cfg.netns is not None:
         from svcnet._util.netns import NetnsSockets
         ns = NetnsSockets(cfg.netns)
         places.append((ns.socket, "0.0.0.0"))
-    server = ServiceHealthServer(lambda port: listening_sockets(port, places))
+    server = healthcheck.ServiceHealthServer(
+        lambda port: healthcheck.listening_sockets(port, places))
     return server, (ns.close if ns is not None else (lambda: None))
 
 
