@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from svcnet.proxy.affinity import AffinityTable
+from svcnet.proxy.dataplanes._core import Counters
 from svcnet.proxy.schedulers import Destination, Scheduler
 
 # kube-proxy's EndpointDialTimeouts: one dial per entry, each to a freshly picked endpoint.
@@ -44,12 +45,12 @@ class Backend:
 
     ``total`` counts established TCP connections (UDP: flows) ever made to it,
     ``bytes_in`` bytes relayed from clients to it, ``bytes_out`` bytes relayed from it
-    back to clients. ``dest.active`` is the number of TCP pairs established right now,
+    back to clients (both kept in ``counters``, which the TCP relay core adds to). ``dest.active`` is the number of TCP pairs established right now,
     ``dest.inactive`` the dials in flight plus open UDP flows.
     """
 
     __slots__ = ("dest", "ip", "port", "address", "family", "target", "total",
-                 "bytes_in", "bytes_out")
+                 "counters")
 
     def __init__(self, dest: Destination, target: str = "") -> None:
         self.dest = dest
@@ -59,8 +60,15 @@ class Backend:
         self.family = family_of(self.ip)
         self.target = target
         self.total = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
+        self.counters = Counters()
+
+    @property
+    def bytes_in(self) -> int:
+        return self.counters.bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        return self.counters.bytes_out
 
     @property
     def busy(self) -> bool:
@@ -161,7 +169,7 @@ class _Flow:
                 fe.close_flow(self)
                 return
             self.last = fe.clock()
-            self.backend.bytes_out += len(data)
+            self.backend.counters.bytes_out += len(data)
             if transport is not None:
                 transport.sendto(data, self.client)
 
@@ -218,7 +226,7 @@ class UdpFrontend(asyncio.DatagramProtocol):
         except OSError:
             self.close_flow(flow)
             return
-        flow.backend.bytes_in += len(data)
+        flow.backend.counters.bytes_in += len(data)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors about replies to clients: nothing to do

@@ -7,16 +7,15 @@ CPU per connection against haproxy's 41 µs: two transports' setup, ~24 syscalls
 coroutine and a future per dial). Relaying here costs about 50 µs and 18 syscalls per
 connection (0.85–0.95× haproxy) and keeps keep-alive traffic at the same rate as before.
 
-* :class:`TcpEngine` — one epoll set per dataplane. Its file descriptor is watched by the
-  event loop (``loop.add_reader``); each time it is readable the engine polls it without
-  blocking and calls the handler registered for each ready descriptor. Sockets closed
+* :class:`TcpEngine` — one epoll set per dataplane, a relay core (:mod:`._core`: C when
+  built, else Python). Its file descriptor is watched by the event loop
+  (``loop.add_reader``); each time it is readable the engine polls it without blocking:
+  the core relays established pairs itself and returns the other ready descriptors,
+  whose registered handlers the engine calls (listeners, dials). Sockets closed
   while a batch of events is being handled are closed after the batch, so a descriptor
   number is never reused for a new socket while stale events for it are pending. Dial
   timeouts are kept in one queue per timeout value (deadlines in a queue are in
-  order), each with at most one loop timer. Reading stops at a short read: on Linux an
-  edge-triggered waiter is woken by every new arrival, so a short read leaves nothing
-  that no later event would report — except an EOF or urgent mark already queued, so
-  events carrying RDHUP, HUP or PRI are read until EAGAIN.
+  order), each with at most one loop timer.
 * :class:`TcpFrontend` — one listening socket of a service port: accepts, checks the
   load-balancer source ranges, picks an endpoint (:class:`~._relay.Pool`) and dials it.
 * :class:`TcpConnection` — one client connection and its endpoint connection.
@@ -29,19 +28,14 @@ Connection contract (what the tests in ``tests/proxy/test_userspace.py`` hold):
   is reset (RST). While dialling, what the client sends stays in its socket's receive
   buffer (so TCP flow control holds it back), EOF included; it is relayed once
   connected.
-* Relaying: bytes read from one side are written to the other at once; what the other
-  side cannot take yet is kept (at most one read, :data:`READ_SIZE`) and that side is
-  not read again until it is written — so each direction holds at most 64 KiB in the
-  proxy and flow control reaches the sender.
-* Half-close: an EOF read from one side is passed on as ``shutdown(SHUT_WR)`` of the
-  other once its pending bytes are written; when both directions have ended both
-  sockets are closed.
-* Errors: a reset or error on either side resets both (SO_LINGER 0, then close).
-* TCP urgent data is not relayed (nor was it by kube-proxy's userspace mode); the bytes
-  around it are.
+* Relaying, once connected, is the relay core's (the contract is in :mod:`._pyrelay`):
+  at most 64 KiB held per direction, so flow control reaches the sender; half-close
+  passed on; TCP urgent data not relayed (nor was it by kube-proxy's userspace mode),
+  the bytes around it are. When the pair ends both sockets are closed — reset (SO_LINGER
+  0) when it ended by an error or reset on either side.
 * Counters: ``Backend.dest.inactive`` counts dials in flight, ``dest.active``
-  established pairs, ``Backend.total`` pairs ever established, ``bytes_in`` bytes read
-  from clients, ``bytes_out`` bytes read from the endpoint.
+  established pairs, ``Backend.total`` pairs ever established; ``Backend.counters``
+  (``bytes_in`` read from clients, ``bytes_out`` read from the endpoint) are the core's.
 
 Everything here runs on the event loop's thread and is not thread-safe.
 """
@@ -58,7 +52,9 @@ import select
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from svcnet.proxy.dataplanes._core import Counters, Pair, Relay
 from svcnet.proxy.dataplanes._relay import (
     DIAL_TIMEOUTS,
     Backend,
@@ -70,9 +66,6 @@ from svcnet.proxy.dataplanes._relay import (
 
 log = logging.getLogger("svcnet.proxy.userspace")
 
-# One recv() reads at most this much; also the most a direction keeps while its
-# destination is full.
-READ_SIZE = 1 << 16
 # Connections accepted per readiness event of a listener (it is level-triggered, so the
 # rest are accepted on the next round, after other sockets had their turn).
 ACCEPT_BATCH = 128
@@ -83,24 +76,27 @@ _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _ERR = select.EPOLLERR
 _HUP = select.EPOLLHUP
-_RDHUP = select.EPOLLRDHUP
-_READABLE = _IN | _RDHUP | _HUP
-# EPOLLPRI: urgent data. A read stops at the urgent mark, so a short read is not an
-# empty socket then; such events are read until EAGAIN, like an EOF.
-_ENDED = _RDHUP | _HUP | select.EPOLLPRI
-_WATCH = _IN | _OUT | _RDHUP | select.EPOLLPRI | select.EPOLLET
+_READABLE = _IN | select.EPOLLRDHUP | _HUP
+# What a connection's sockets are watched for, from accept/dial on: the relay core takes
+# them over as they are once connected (EPOLLPRI: urgent data; see the core's contract).
+_WATCH = _IN | _OUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
 _LINGER_RST = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-# Every recv/send here passes MSG_DONTWAIT. Accepted descriptors are left blocking in
-# the kernel (Python accepts without SOCK_NONBLOCK) but wrapped as non-blocking, so no
-# call waits: one ioctl per connection less. Connection sockets are the C-level
+# Every recv/send (here and in the relay cores) passes MSG_DONTWAIT. Accepted descriptors
+# are left blocking in the kernel (Python accepts without SOCK_NONBLOCK) but wrapped as
+# non-blocking, so no call waits: one ioctl per connection less. Connection sockets are the C-level
 # ``_socket.socket`` (no Python-level __init__/close frames). Together: ~2 us of the
 # ~53 us of CPU a new connection costs.
 _RETRYABLE = (BlockingIOError, InterruptedError)
-_DONTWAIT = socket.MSG_DONTWAIT
 _NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 Handler = Callable[[int], None]
+
+
+class PairOwner(Protocol):
+    """What :meth:`TcpEngine.relay` tells when a pair ends."""
+
+    def relay_ended(self, pair: Pair) -> None: ...
 
 
 def reset_socket(sock: _socket.socket) -> None:
@@ -115,12 +111,14 @@ class TcpEngine:
 
     :meth:`watch` registers a socket edge-triggered (or level-triggered) with a handler
     called with the epoll event mask; :meth:`release` forgets it and closes it (RST
-    when ``reset``). :meth:`after` calls back after a delay, cheaply, for dial timeouts.
+    when ``reset``). :meth:`relay` hands two watched sockets over to the relay core
+    until their pair ends (the owner's ``relay_ended(pair)`` is then called).
+    :meth:`after` calls back after a delay, cheaply, for dial timeouts.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._epoll = select.epoll()
+        self._epoll = Relay()
         self._handlers: dict[int, Handler] = {}
         self._in_batch = False
         self._closing: list[tuple[_socket.socket, bool]] = []
@@ -135,6 +133,20 @@ class TcpEngine:
     def handle(self, sock: _socket.socket, handler: Handler) -> None:
         """Give the watched ``sock`` a new handler."""
         self._handlers[sock.fileno()] = handler
+
+    def relay(self, client: _socket.socket, server: _socket.socket, counters: Counters,
+              owner: PairOwner, client_events: int, server_events: int) -> Pair:
+        """Relay the watched ``client`` and ``server`` sockets in the core from now on;
+        the events given are those seen on them and not handled yet. Only called while
+        a batch is handled (from a handler)."""
+        self._handlers.pop(client.fileno(), None)
+        self._handlers.pop(server.fileno(), None)
+        return self._epoll.pair(client, server, counters, owner, client_events,
+                                server_events)
+
+    def discard(self, pair: Pair) -> None:
+        """Stop relaying ``pair`` (its owner closes the sockets)."""
+        self._epoll.discard(pair)
 
     def unwatch(self, sock: _socket.socket) -> None:
         """Stop handling ``sock`` without closing it."""
@@ -169,7 +181,7 @@ class TcpEngine:
         handlers = self._handlers
         self._in_batch = True
         try:
-            for fd, events in self._epoll.poll(0):
+            for fd, events in self._epoll.poll():
                 handler = handlers.get(fd)
                 if handler is None:
                     continue
@@ -177,6 +189,11 @@ class TcpEngine:
                     handler(events)
                 except Exception:  # a bug must not stop the other connections
                     log.exception("TCP relay: handling events %#x of fd %d", events, fd)
+            for pair in self._epoll.take_finished():
+                try:
+                    pair.owner.relay_ended(pair)
+                except Exception:
+                    log.exception("TCP relay: ending a connection")
         finally:
             self._in_batch = False
             closing, self._closing = self._closing, []
@@ -235,97 +252,6 @@ class _TimeoutQueue:
         self.entries.clear()
 
 
-class _Side:
-    """One socket of a :class:`TcpConnection`. ``backlog`` holds bytes read from the
-    peer that this socket could not take yet; while it is set the peer is not read.
-    ``eof``: this socket's peer ended its sending (recv returned nothing)."""
-
-    __slots__ = ("conn", "sock", "peer", "backlog", "eof", "is_client")
-
-    def __init__(self, conn: TcpConnection, sock: _socket.socket, is_client: bool) -> None:
-        self.conn = conn
-        self.sock = sock
-        self.peer: _Side | None = None
-        self.backlog: bytes | None = None
-        self.eof = False
-        self.is_client = is_client
-
-    def on_event(self, events: int) -> None:
-        """Relaying: write what waits for this socket, then read what it has."""
-        conn = self.conn
-        if events & _ERR:
-            conn.abort()
-            return
-        if self.backlog is not None and events & _OUT:
-            self.flush()
-            if conn.closed:
-                return
-        if events & _READABLE and not self.eof and self.peer.backlog is None:  # type: ignore[union-attr]
-            self.pump(events & _ENDED)
-
-    def pump(self, drain: int | bool) -> None:
-        """Read this socket and write to the peer until the socket is empty (a short
-        read, or EAGAIN when ``drain``), the peer is full, or EOF."""
-        peer = self.peer
-        assert peer is not None
-        src, dst = self.sock, peer.sock
-        conn = self.conn
-        backend = conn.backend
-        while True:
-            try:
-                data = src.recv(READ_SIZE, _DONTWAIT)
-            except _RETRYABLE:
-                return
-            except OSError:
-                conn.abort()
-                return
-            n = len(data)
-            if not n:
-                self.eof = True
-                if peer.backlog is None:
-                    conn.direction_ended(self)
-                return
-            if self.is_client:
-                backend.bytes_in += n  # type: ignore[union-attr]
-            else:
-                backend.bytes_out += n  # type: ignore[union-attr]
-            try:
-                sent = dst.send(data, _DONTWAIT)
-            except _RETRYABLE:
-                sent = 0
-            except OSError:
-                conn.abort()
-                return
-            if sent < n:
-                peer.backlog = data[sent:]
-                return
-            if n < READ_SIZE and not drain:
-                return  # a short read emptied the socket; more data is a new edge
-
-    def flush(self) -> None:
-        """Write the backlog; once it is all written, read the peer again (or pass its
-        EOF on)."""
-        data = self.backlog
-        assert data is not None
-        try:
-            sent = self.sock.send(data, _DONTWAIT)
-        except _RETRYABLE:
-            return
-        except OSError:
-            self.conn.abort()
-            return
-        if sent < len(data):
-            self.backlog = data[sent:]
-            return
-        self.backlog = None
-        src = self.peer
-        assert src is not None
-        if src.eof:
-            self.conn.direction_ended(src)
-        else:
-            src.pump(True)
-
-
 # Connection states.
 _DIALING, _RELAYING, _CLOSED = 0, 1, 2
 
@@ -333,16 +259,17 @@ _DIALING, _RELAYING, _CLOSED = 0, 1, 2
 class TcpConnection:
     """An accepted client and, once dialled, its endpoint (see the module doc)."""
 
-    __slots__ = ("frontend", "client", "server", "backend", "src_ip", "src_port",
+    __slots__ = ("frontend", "client", "server", "pair", "backend", "src_ip", "src_port",
                  "state", "attempt", "dial_token", "client_ready")
 
     def __init__(self, frontend: TcpFrontend, sock: _socket.socket, src_ip: str,
                  src_port: int) -> None:
         self.frontend = frontend
-        # Both None once closed, so nothing refers back to a closed connection and
-        # reference counting frees it at once (no cyclic garbage for the collector).
-        self.client: _Side | None = _Side(self, sock, True)
-        self.server: _Side | None = None
+        # All None once closed, so no reference cycle (the pair refers to its owner)
+        # outlives the connection: reference counting frees it at once.
+        self.client: _socket.socket | None = sock
+        self.server: _socket.socket | None = None
+        self.pair: Pair | None = None
         self.backend: Backend | None = None
         self.src_ip = src_ip
         self.src_port = src_port
@@ -358,8 +285,7 @@ class TcpConnection:
 
     def buffered(self) -> int:
         """Bytes the proxy holds for this connection (both directions)."""
-        return sum(len(side.backlog or b"") for side in (self.client, self.server)
-                   if side is not None)
+        return self.pair.buffered() if self.pair is not None else 0
 
     # --- dialling ----------------------------------------------------------------------
 
@@ -381,7 +307,7 @@ class TcpConnection:
                     sock.close()
                     break
                 self.backend = b
-                self.server = _Side(self, sock, False)
+                self.server = sock
                 b.dest.inactive += 1
                 self.dial_token += 1
                 fe.engine.after(timeouts[self.attempt], self._dial_timed_out,
@@ -423,24 +349,21 @@ class TcpConnection:
             return
         # Connected.
         b = self.backend
-        assert b is not None
+        client = self.client
+        assert b is not None and client is not None
         b.dest.inactive -= 1
         b.dest.active += 1
         b.total += 1
         self.state = _RELAYING
         self.dial_token += 1
-        client = self.client
-        assert client is not None
-        client.peer, server.peer = server, client
-        engine = self.frontend.engine
-        engine.handle(server.sock, server.on_event)
-        engine.handle(client.sock, client.on_event)
-        if self.client_ready:
-            client.pump(self.client_ready & _ENDED)
-            if self.state != _RELAYING:
-                return
-        if events & _READABLE and client.backlog is None:  # client can take more
-            server.pump(events & _ENDED)
+        self.pair = self.frontend.engine.relay(client, server, b.counters, self,
+                                               self.client_ready, events)
+
+    def relay_ended(self, pair: Pair) -> None:
+        """The relay core ended this connection's pair (both directions done, or an
+        error or reset on either side)."""
+        if pair is self.pair:
+            self._close(pair.reset)
 
     def _on_client_dialing(self, events: int) -> None:
         if events & _ERR:
@@ -456,7 +379,7 @@ class TcpConnection:
         b, server = self.backend, self.server
         assert b is not None and server is not None
         b.dest.inactive -= 1
-        self.frontend.engine.release(server.sock)
+        self.frontend.engine.release(server)
         self.server = None
         self.backend = None
         self.dial_token += 1
@@ -464,19 +387,6 @@ class TcpConnection:
         self.dial()
 
     # --- ending ------------------------------------------------------------------------
-
-    def direction_ended(self, src: _Side) -> None:
-        """``src`` reached EOF and everything read from it was written: end the other
-        socket's sending side, or close both when the other direction ended too."""
-        dst = src.peer
-        assert dst is not None
-        if dst.eof and src.backlog is None:
-            self._close(False)
-            return
-        try:
-            dst.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self.abort()
 
     def abort(self) -> None:
         """Reset both sockets (the endpoint's too if it is dialling or connected)."""
@@ -490,17 +400,18 @@ class TcpConnection:
         self.dial_token += 1
         engine = self.frontend.engine
         self.frontend.clients.discard(self)
-        b, client, server = self.backend, self.client, self.server
+        b, client, server, pair = self.backend, self.client, self.server, self.pair
         if b is not None:
             if state == _RELAYING:
                 b.dest.active -= 1
             else:
                 b.dest.inactive -= 1
-        for side in (client, server):
-            if side is not None:
-                engine.release(side.sock, reset)
-                side.peer = None
-        self.client = self.server = None
+        if pair is not None and pair.active:
+            engine.discard(pair)
+        for sock in (client, server):
+            if sock is not None:
+                engine.release(sock, reset)
+        self.client = self.server = self.pair = None
 
 
 class TcpFrontend:
