@@ -20,6 +20,9 @@ Measures
     python bench/proxy/run.py [--seconds 10] [--rounds 3] [--services 10000]
                               [--changes 9] [--haproxy-threads 1]
 
+svcnet relays TCP with its C relay core when it was built (``SVCNET_NO_EXTENSIONS=1``
+measures the pure-Python one); the header line says which.
+
 Both proxies get one CPU thread (haproxy ``nbthread 1``, svcnet is one event loop) unless
 ``--haproxy-threads`` says otherwise. Needs ``nginx``, ``haproxy`` and ``wrk`` on PATH
 (Debian: ``apt-get install nginx-light haproxy wrk``). Every process it starts is
@@ -49,6 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from svcnet.proxy.dataplane import ProxyState  # noqa: E402
+from svcnet.proxy.dataplanes import _core as relay_core  # noqa: E402
 from svcnet.proxy.dataplanes.userspace import UserspaceDataplane  # noqa: E402
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName  # noqa: E402
 from svcnet.testing.cluster import free_port, stop_process  # noqa: E402
@@ -381,7 +385,8 @@ def main() -> int:
                 pids = {"haproxy": procs[-2].pid, "svcnet": procs[-1].pid}
                 print(f"nginx x{len(backends)} on {backends}; haproxy {urls['haproxy']} "
                       f"(nbthread {args.haproxy_threads}); svcnet {urls['svcnet']} "
-                      f"(userspace, uvloop); wrk -t1 -c{args.connections} "
+                      f"(userspace, uvloop, {relay_core.IMPLEMENTATION} relay core); "
+                      f"wrk -t1 -c{args.connections} "
                       f"-d{args.seconds}s", flush=True)
                 for url in urls.values():  # warm-up
                     run_wrk(url, 1, False, args.connections)

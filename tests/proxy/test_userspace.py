@@ -7,7 +7,7 @@ runs small backends inside it and connects clients from inside it; host-side fro
 loopback only. Cluster addresses never leave the test's namespace.
 
 The scenarios run under uvloop (as the proxy does in production); the relay tests run
-under the default asyncio loop too. Helpers live in
+under the default asyncio loop too. Each runs with both relay cores (C and Python). Helpers live in
 ``userspace_support.py``.
 """
 
@@ -59,7 +59,8 @@ from tests.proxy.userspace_support import (
     with_dataplane,
 )
 
-pytestmark = needs_netns
+# Every scenario runs with the C relay core and with the pure-Python one.
+pytestmark = [needs_netns, pytest.mark.usefixtures("relay_core")]
 
 
 def test_registered() -> None:

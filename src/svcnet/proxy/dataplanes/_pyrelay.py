@@ -37,6 +37,7 @@ Not thread-safe: everything runs on the event loop's thread.
 
 from __future__ import annotations
 
+import _socket
 import select
 import socket
 from typing import Any
@@ -65,89 +66,16 @@ class Counters:
 class _Side:
     """One socket of a :class:`Pair`. ``backlog`` holds bytes read from the peer that this
     socket could not take yet; while it is set the peer is not read. ``eof``: recv() on
-    this socket returned nothing."""
+    this socket returned nothing. Sides refer to nothing but their socket, so a pair
+    makes no reference cycle."""
 
-    __slots__ = ("pair", "sock", "peer", "backlog", "eof", "is_client")
+    __slots__ = ("sock", "backlog", "eof", "is_client")
 
-    def __init__(self, pair: Pair, sock: socket.socket, is_client: bool) -> None:
-        self.pair = pair
+    def __init__(self, sock: _socket.socket, is_client: bool) -> None:
         self.sock = sock  # the owner's; never closed here
-        self.peer: _Side = self
         self.backlog: bytes | None = None
         self.eof = False
         self.is_client = is_client
-
-    def on_event(self, events: int) -> None:
-        pair = self.pair
-        if events & _ERR:
-            pair.end(True)
-            return
-        if self.backlog is not None and events & _OUT:
-            self.flush()
-            if not pair.active:
-                return
-        if events & _READABLE and not self.eof and self.peer.backlog is None:
-            self.pump(events & _ENDED)
-
-    def pump(self, drain: int | bool) -> None:
-        """Read this socket and write to the peer until the socket is empty (a short
-        read, or EAGAIN when ``drain``), the peer is full, or EOF."""
-        peer = self.peer
-        src, dst = self.sock, peer.sock
-        pair = self.pair
-        counters = pair.counters
-        while True:
-            try:
-                data = src.recv(READ_SIZE, _DONTWAIT)
-            except _RETRYABLE:
-                return
-            except OSError:
-                pair.end(True)
-                return
-            n = len(data)
-            if not n:
-                self.eof = True
-                if peer.backlog is None:
-                    pair.direction_ended(self)
-                return
-            if self.is_client:
-                counters.bytes_in += n
-            else:
-                counters.bytes_out += n
-            try:
-                sent = dst.send(data, _DONTWAIT)
-            except _RETRYABLE:
-                sent = 0
-            except OSError:
-                pair.end(True)
-                return
-            if sent < n:
-                peer.backlog = data[sent:]
-                return
-            if n < READ_SIZE and not drain:
-                return  # a short read emptied the socket; more data is a new edge
-
-    def flush(self) -> None:
-        """Write the backlog; once it is all written, read the peer again (or pass its
-        EOF on)."""
-        data = self.backlog
-        assert data is not None
-        try:
-            sent = self.sock.send(data, _DONTWAIT)
-        except _RETRYABLE:
-            return
-        except OSError:
-            self.pair.end(True)
-            return
-        if sent < len(data):
-            self.backlog = data[sent:]
-            return
-        self.backlog = None
-        src = self.peer
-        if src.eof:
-            self.pair.direction_ended(src)
-        else:
-            src.pump(True)
 
 
 class Pair:
@@ -155,12 +83,11 @@ class Pair:
 
     __slots__ = ("relay", "client", "server", "counters", "owner", "active", "reset")
 
-    def __init__(self, relay: Relay, client: socket.socket, server: socket.socket,
+    def __init__(self, relay: Relay, client: _socket.socket, server: _socket.socket,
                  counters: Counters, owner: Any) -> None:
         self.relay: Relay | None = relay
-        self.client = _Side(self, client, True)
-        self.server = _Side(self, server, False)
-        self.client.peer, self.server.peer = self.server, self.client
+        self.client = _Side(client, True)
+        self.server = _Side(server, False)
         self.counters = counters
         self.owner = owner
         self.active = True
@@ -170,10 +97,81 @@ class Pair:
         """Bytes held for this pair (both directions)."""
         return len(self.client.backlog or b"") + len(self.server.backlog or b"")
 
+    def on_event(self, side: _Side, events: int) -> None:
+        if events & _ERR:
+            self.end(True)
+            return
+        if side.backlog is not None and events & _OUT:
+            self.flush(side)
+            if not self.active:
+                return
+        peer = self.server if side is self.client else self.client
+        if events & _READABLE and not side.eof and peer.backlog is None:
+            self.pump(side, events & _ENDED)
+
+    def pump(self, src: _Side, drain: int | bool) -> None:
+        """Read ``src`` and write to its peer until ``src`` is empty (a short read, or
+        EAGAIN when ``drain``), the peer is full, or EOF."""
+        dst = self.server if src is self.client else self.client
+        rsock, wsock = src.sock, dst.sock
+        counters = self.counters
+        while True:
+            try:
+                data = rsock.recv(READ_SIZE, _DONTWAIT)
+            except _RETRYABLE:
+                return
+            except OSError:
+                self.end(True)
+                return
+            n = len(data)
+            if not n:
+                src.eof = True
+                if dst.backlog is None:
+                    self.direction_ended(src)
+                return
+            if src.is_client:
+                counters.bytes_in += n
+            else:
+                counters.bytes_out += n
+            try:
+                sent = wsock.send(data, _DONTWAIT)
+            except _RETRYABLE:
+                sent = 0
+            except OSError:
+                self.end(True)
+                return
+            if sent < n:
+                dst.backlog = data[sent:]
+                return
+            if n < READ_SIZE and not drain:
+                return  # a short read emptied the socket; more data is a new edge
+
+    def flush(self, dst: _Side) -> None:
+        """Write ``dst``'s backlog; once it is all written, read its peer again (or pass
+        the peer's EOF on)."""
+        data = dst.backlog
+        assert data is not None
+        try:
+            sent = dst.sock.send(data, _DONTWAIT)
+        except _RETRYABLE:
+            return
+        except OSError:
+            self.end(True)
+            return
+        if sent < len(data):
+            dst.backlog = data[sent:]
+            return
+        dst.backlog = None
+        src = self.server if dst is self.client else self.client
+        if src.eof:
+            self.direction_ended(src)
+        else:
+            self.pump(src, True)
+
     def direction_ended(self, src: _Side) -> None:
         """``src`` reached EOF and everything read from it was written: end the other
         socket's sending side, or the pair when the other direction ended too."""
-        dst = src.peer
+        dst = self.server if src is self.client else self.client
         if dst.eof and src.backlog is None:
             self.end(False)
             return
@@ -201,7 +199,8 @@ class Relay:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self.sides: dict[int, _Side] = {}
+        # fd -> (pair, side) of every active pair's two sockets.
+        self.sides: dict[int, tuple[Pair, _Side]] = {}
         self.finished: list[Pair] = []
 
     def fileno(self) -> int:
@@ -215,7 +214,7 @@ class Relay:
             raise ValueError("descriptor belongs to an active pair")
         self._epoll.unregister(fd)
 
-    def pair(self, client: socket.socket, server: socket.socket, counters: Counters,
+    def pair(self, client: _socket.socket, server: _socket.socket, counters: Counters,
              owner: Any, client_events: int, server_events: int) -> Pair:
         client_fd, server_fd = client.fileno(), server.fileno()
         if client_fd < 0 or server_fd < 0 or client_fd == server_fd:
@@ -223,23 +222,23 @@ class Relay:
         if client_fd in self.sides or server_fd in self.sides:
             raise ValueError("descriptor already paired")
         pair = Pair(self, client, server, counters, owner)
-        self.sides[client_fd] = pair.client
-        self.sides[server_fd] = pair.server
+        self.sides[client_fd] = (pair, pair.client)
+        self.sides[server_fd] = (pair, pair.server)
         if client_events & _READABLE:
-            pair.client.pump(client_events & _ENDED)
+            pair.pump(pair.client, client_events & _ENDED)
         if pair.active and server_events & _READABLE and pair.client.backlog is None:
-            pair.server.pump(server_events & _ENDED)
+            pair.pump(pair.server, server_events & _ENDED)
         return pair
 
     def poll(self) -> list[tuple[int, int]]:
         sides = self.sides
         others = []
         for fd, events in self._epoll.poll(0):
-            side = sides.get(fd)
-            if side is None:
+            paired = sides.get(fd)
+            if paired is None:
                 others.append((fd, events))
             else:
-                side.on_event(events)
+                paired[0].on_event(paired[1], events)
         return others
 
     def take_finished(self) -> list[Pair]:
@@ -251,6 +250,6 @@ class Relay:
             pair.end(True, report=False)
 
     def close(self) -> None:
-        for side in list(self.sides.values()):
-            side.pair.end(True, report=False)
+        for pair, _ in list(self.sides.values()):
+            pair.end(True, report=False)
         self._epoll.close()
