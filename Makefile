@@ -6,7 +6,8 @@ DATA   ?= ./data
 
 .PHONY: run test lint unit bench clean venv system-deps
 
-$(VENV)/.installed: pyproject.toml
+# setup.py builds the C relay core in place; a change to it rebuilds.
+$(VENV)/.installed: pyproject.toml setup.py src/svcnet/proxy/dataplanes/_relaycore.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
@@ -52,4 +53,5 @@ bench: $(VENV)/.installed-test
 	$(PY) bench/proxy/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
+	rm -f src/svcnet/proxy/dataplanes/*.so
