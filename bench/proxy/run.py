@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import re
 import resource
@@ -291,7 +292,7 @@ def scale_state(n: int, backends: list[int]) -> ProxyState:
 
 def with_extra_endpoint(base: ProxyState, i: int) -> ProxyState:
     """``base`` with a third endpoint for service ``i``."""
-    s = ProxyState(base.node_name, base.node_ips, base.services, dict(base.endpoints))
+    s = dataclasses.replace(base, endpoints=dict(base.endpoints))
     name = svc_name(i)
     s.endpoints[name] = tuple(sorted((*base.endpoints[name], EndpointInfo("127.0.0.2", 8080)),
                                      key=lambda e: e.address))

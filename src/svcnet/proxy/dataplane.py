@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from svcnet.proxy.types import EndpointInfo, ServicePortInfo, ServicePortName
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProxyState:
     """The desired state handed to a dataplane.
 
