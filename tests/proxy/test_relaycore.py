@@ -212,7 +212,7 @@ def test_unpaired_events_are_returned_and_paired_descriptors_are_guarded(rig: Ri
 def test_a_discarded_pair_is_not_relayed_or_reported(rig: Rig) -> None:
     pair = rig.pair()
     rig.relay.discard(pair)
-    assert not pair.active
+    assert not pair.active and not pair.reset
     rig.relay.discard(pair)  # twice is harmless
     rig.c.sendall(b"lost")
     time.sleep(0.05)
@@ -275,3 +275,32 @@ def test_counters_are_read_write(core: ModuleType) -> None:
     counters.bytes_in += 5
     counters.bytes_out = 1 << 40
     assert (counters.bytes_in, counters.bytes_out) == (5, 1 << 40)
+
+
+def test_handle_relays_an_edge_returned_before_pairing(rig: Rig) -> None:
+    rig.c.sendall(b"edge")
+    time.sleep(0.05)
+    events = dict(rig.relay.poll())  # the edge is taken: nothing is paired yet
+    assert events[rig.pc.fileno()] & select.EPOLLIN
+    assert rig.relay.handle(rig.pc.fileno(), events[rig.pc.fileno()]) is False
+    rig.pair()  # (told nothing of it)
+    assert rig.relay.handle(rig.pc.fileno(), events[rig.pc.fileno()]) is True
+    assert rig.recv_exactly(rig.e, 4) == b"edge"
+
+
+def test_misuse_is_refused_alike(core: ModuleType) -> None:
+    relay = core.Relay()
+    with pytest.raises(ValueError):
+        relay.unregister(-1)
+    with pytest.raises(TypeError):
+        relay.discard(object())
+    a, b = socket.socketpair()
+    try:
+        relay.close()
+        with pytest.raises(ValueError):
+            relay.pair(a, b, core.Counters(), None, 0, 0)
+        with pytest.raises(ValueError):
+            relay.handle(a.fileno(), select.EPOLLIN)
+    finally:
+        a.close()
+        b.close()

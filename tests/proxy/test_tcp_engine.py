@@ -1,4 +1,5 @@
-"""The TCP relay engine's own mechanics: the dial-timeout queues and deferred closes.
+"""The TCP relay engine's own mechanics: the dial-timeout queues, deferred closes and
+handing sockets over to the relay core.
 
 Relaying itself is tested against the kernel in ``test_userspace.py``.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
@@ -117,3 +120,48 @@ def test_a_callback_adding_to_its_own_queue_leaves_one_timer(
 
     assert asyncio.run(main()) == 20
     assert fires <= 21, f"{fires} timer firings for 20 callbacks"
+
+
+def test_a_client_edge_in_the_batch_that_connects_its_endpoint_is_relayed(
+        core: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint's connect edge and the client's data edge come in one batch, the
+    endpoint's first: the handler pairs them, and the client's edge (already taken off
+    the epoll set) must still be relayed, not lost."""
+    monkeypatch.setattr(_tcp, "Relay", core.Relay)
+    lc = socket.create_server(("127.0.0.1", 0))
+    c = socket.create_connection(lc.getsockname())
+    pc, _ = lc.accept()
+    ps = socket.create_connection(lc.getsockname())
+    e, _ = lc.accept()
+    for s in (pc, ps):
+        s.setblocking(False)
+    e.settimeout(2)
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        engine = TcpEngine(loop)
+        try:
+            def connected(events: int) -> None:
+                # (The endpoint's own bytes are left unread: relaying them would write
+                # to the client's socket, and that write's edge would hide a lost one.)
+                engine.relay(pc, ps, core.Counters(), object(), 0, 0)
+
+            engine.watch(ps, lambda events: None)
+            engine.watch(pc, lambda events: None)  # the dialling client handler
+            engine._run()  # both sockets' first (writable) edges
+            engine.handle(ps, connected)
+            e.sendall(b"hi")  # an endpoint edge first...
+            time.sleep(0.02)  # (blocking: the loop must not run the engine itself)
+            c.sendall(b"request")  # ...then the client's, in the same batch
+            time.sleep(0.02)
+            engine._run()
+            e.settimeout(0.5)
+            return e.recv(100)
+        finally:
+            engine.close()
+
+    try:
+        assert asyncio.run(main()) == b"request"
+    finally:
+        for s in (c, pc, ps, e, lc):
+            s.close()

@@ -12,9 +12,12 @@ Contract:
   events :meth:`Relay.poll` returns as ``[(fd, events)]``. ``pair(client, server, counters,
   owner, client_events, server_events)`` takes two registered, edge-triggered sockets (mask including IN, OUT, RDHUP and PRI) over: from then on :meth:`Relay.poll`
   relays them itself. ``client_events``/``server_events`` are the events the caller saw on
-  them and did not handle; they are acted on at once. ``take_finished()`` returns the
-  pairs that ended since the last call; ``discard(pair)`` stops relaying a pair without
-  reporting it. Descriptors are never closed or unregistered by the relay: the owner
+  them and did not handle; they are acted on at once. An event :meth:`Relay.poll`
+  returned for a descriptor paired later in the same batch (the edge is gone) must be
+  given back with ``handle(fd, events)``. ``take_finished()`` returns the pairs that
+  ended since the last call; ``discard(pair)`` stops relaying a pair without reporting
+  it (``reset`` stays false), as ``close()`` does for every active pair; a closed relay
+  refuses further use with ValueError. Descriptors are never closed or unregistered by the relay: the owner
   closes both sockets of an ended pair, and events that arrive for them before then are
   returned by :meth:`Relay.poll` like any unpaired descriptor's.
 * Relaying: bytes read from one side are written to the other at once; what the other
@@ -216,6 +219,7 @@ class Relay:
 
     def pair(self, client: _socket.socket, server: _socket.socket, counters: Counters,
              owner: Any, client_events: int, server_events: int) -> Pair:
+        self._check()
         client_fd, server_fd = client.fileno(), server.fileno()
         if client_fd < 0 or server_fd < 0 or client_fd == server_fd:
             raise ValueError("two distinct open descriptors are needed")
@@ -229,6 +233,18 @@ class Relay:
         if pair.active and server_events & _READABLE and pair.client.backlog is None:
             pair.pump(pair.server, server_events & _ENDED)
         return pair
+
+    def handle(self, fd: int, events: int) -> bool:
+        self._check()
+        paired = self.sides.get(fd)
+        if paired is None:
+            return False
+        paired[0].on_event(paired[1], events)
+        return True
+
+    def _check(self) -> None:
+        if self._epoll.closed:
+            raise ValueError("I/O operation on a closed relay")
 
     def poll(self) -> list[tuple[int, int]]:
         sides = self.sides
@@ -246,10 +262,12 @@ class Relay:
         return done
 
     def discard(self, pair: Pair) -> None:
+        if not isinstance(pair, Pair):
+            raise TypeError("discard() takes a Pair")
         if pair.relay is self:
-            pair.end(True, report=False)
+            pair.end(False, report=False)
 
     def close(self) -> None:
         for pair, _ in list(self.sides.values()):
-            pair.end(True, report=False)
+            pair.end(False, report=False)
         self._epoll.close()

@@ -22,6 +22,9 @@
  *                     and did not handle yet.
  *     poll()          epoll_wait without blocking; relays paired descriptors and returns
  *                     [(fd, events)] of the others.
+ *     handle(fd, events) -> bool
+ *                     act on an event poll() returned for fd before fd was paired (in
+ *                     the same batch); False if fd is in no active pair.
  *     take_finished() -> [Pair] pairs that ended since the last call.
  *     discard(pair)   stop relaying a pair now (it is not reported as finished).
  *     close()
@@ -186,6 +189,16 @@ typedef struct {
 static int Relay_check(RelayObject *self) {
     if (self->epfd < 0) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on a closed relay");
+        return -1;
+    }
+    return 0;
+}
+
+/* As select.epoll: a negative descriptor is a ValueError. */
+static int check_fd(int fd) {
+    if (fd < 0) {
+        PyErr_Format(PyExc_ValueError, "file descriptor cannot be a negative integer (%d)",
+                     fd);
         return -1;
     }
     return 0;
@@ -422,7 +435,7 @@ static PyObject *Relay_register(RelayObject *self, PyObject *args) {
     unsigned int mask;
     if (!PyArg_ParseTuple(args, "iI:register", &fd, &mask))
         return NULL;
-    if (Relay_check(self) < 0)
+    if (Relay_check(self) < 0 || check_fd(fd) < 0)
         return NULL;
     struct epoll_event ev = {.events = mask, .data.fd = fd};
     if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -434,7 +447,7 @@ static PyObject *Relay_unregister(RelayObject *self, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i:unregister", &fd))
         return NULL;
-    if (Relay_check(self) < 0)
+    if (Relay_check(self) < 0 || check_fd(fd) < 0)
         return NULL;
     if ((size_t)fd < self->by_fd_len && self->by_fd[fd] != NULL) {
         PyErr_SetString(PyExc_ValueError, "descriptor belongs to an active pair");
@@ -524,6 +537,22 @@ static PyObject *Relay_poll(RelayObject *self, PyObject *Py_UNUSED(ignored)) {
     return others;
 }
 
+static PyObject *Relay_handle(RelayObject *self, PyObject *args) {
+    int fd;
+    unsigned int events;
+    if (!PyArg_ParseTuple(args, "iI:handle", &fd, &events))
+        return NULL;
+    if (Relay_check(self) < 0)
+        return NULL;
+    PairObject *p = fd >= 0 && (size_t)fd < self->by_fd_len ? self->by_fd[fd] : NULL;
+    if (p != NULL) {
+        Py_INCREF(p);
+        on_event(self, p, fd == p->client.fd ? &p->client : &p->server, events);
+        Py_DECREF(p);
+    }
+    return PyBool_FromLong(p != NULL);
+}
+
 static PyObject *Relay_take_finished(RelayObject *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *done = self->finished;
     if (done == NULL)
@@ -561,6 +590,9 @@ static PyMethodDef Relay_methods[] = {
      "pair(client, server, counters, owner, client_events, server_events) -> Pair"},
     {"poll", (PyCFunction)Relay_poll, METH_NOARGS,
      "Handle ready events without blocking; return [(fd, events)] of unpaired fds."},
+    {"handle", (PyCFunction)Relay_handle, METH_VARARGS,
+     "handle(fd, events) -> bool: relay an event poll() returned for fd before fd was "
+     "paired (same batch); False if fd is not in an active pair."},
     {"take_finished", (PyCFunction)Relay_take_finished, METH_NOARGS,
      "Pairs that ended since the last call."},
     {"discard", (PyCFunction)Relay_discard, METH_O,

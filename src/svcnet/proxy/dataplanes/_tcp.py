@@ -181,11 +181,16 @@ class TcpEngine:
         handlers = self._handlers
         self._in_batch = True
         try:
-            for fd, events in self._epoll.poll():
+            relay = self._epoll
+            for fd, events in relay.poll():
                 handler = handlers.get(fd)
-                if handler is None:
-                    continue
                 try:
+                    if handler is None:
+                        # Paired by an earlier handler of this batch (a connect and a
+                        # client's data arriving together): the core takes the edge.
+                        # Else a closed socket's stale event; ignored.
+                        relay.handle(fd, events)
+                        continue
                     handler(events)
                 except Exception:  # a bug must not stop the other connections
                     log.exception("TCP relay: handling events %#x of fd %d", events, fd)
